@@ -1,0 +1,179 @@
+//! Command-line interface: argument parsing, subcommand dispatch, exit codes.
+//!
+//! Exit codes: `check` exits 0/1/2/3 for the worst status (OK/WARN/CRIT/UNKNOWN); every command exits 64
+//! (EX_USAGE) for a usage or configuration error, and 70 (EX_SOFTWARE) if the runtime cannot start.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::check::runner::Runner;
+use crate::check::{CheckKind, Context, Mode};
+use crate::config::Config;
+use crate::diag::{self, Format, RunReport};
+use crate::host::HostRoot;
+use crate::identity::HostInfo;
+
+/// Usage or configuration error (sysexits EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+/// Internal error (sysexits EX_SOFTWARE).
+pub const EXIT_SOFTWARE: i32 = 70;
+
+/// hvprobe: hypervisor health probe.
+#[derive(Debug, Parser)]
+#[command(name = "hvprobe", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter for stderr (tracing syntax, e.g. `info` or `hvprobe=debug`).
+    #[arg(long, global = true, env = "HVPROBE_LOG", value_name = "FILTER")]
+    log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the checks once on this host and print the results (exit code = worst status).
+    Check(CheckArgs),
+    /// Check a configuration file and exit 0, or print every problem and exit 64.
+    Validate {
+        /// The configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Configuration file (default: every check with its defaults).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory standing for the host's `/` (e.g. `/host` in a container).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Run only this check (repeatable): memory, conntrack, md-raid, dns, wireguard.
+    #[arg(long = "check", value_name = "NAME")]
+    checks: Vec<CheckKind>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version asked for are successes; help shown for a missing subcommand is not.
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    init_logging(cli.log.as_deref(), "warn");
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Validate { config } => validate(&config),
+    }
+}
+
+/// Logs go to stderr, never stdout (stdout carries results).
+pub fn init_logging(filter: Option<&str>, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("hvprobe: {msg}");
+    EXIT_USAGE
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, i32> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => Config::load(p).map_err(usage_error),
+    }
+}
+
+fn validate(path: &std::path::Path) -> i32 {
+    match Config::load(path) {
+        Ok(config) => {
+            let enabled: Vec<&str> = config
+                .checks
+                .iter()
+                .filter(|c| c.enabled())
+                .map(|c| c.kind().as_str())
+                .collect();
+            println!("{}: ok (checks: {})", path.display(), enabled.join(", "));
+            0
+        }
+        Err(e) => usage_error(e),
+    }
+}
+
+/// A current-thread runtime: the probe is I/O-light, and one thread keeps its footprint small. File reads
+/// go to a small blocking pool so a wedged read cannot stall the others.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .thread_keep_alive(Duration::from_secs(30))
+        .build()
+}
+
+fn check(args: CheckArgs) -> i32 {
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !args.root.is_dir() {
+        return usage_error(format!("--root {}: not a directory", args.root.display()));
+    }
+    let selected: Vec<_> = config
+        .checks
+        .iter()
+        .filter(|c| {
+            if args.checks.is_empty() {
+                c.enabled()
+            } else {
+                args.checks.contains(&c.kind())
+            }
+        })
+        .map(|c| c.build())
+        .collect();
+    let root = HostRoot::new(&args.root);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hvprobe: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let ctx = Context::new(root.clone(), Mode::OneShot);
+    let mut runner = Runner::new(selected);
+    let checks = rt.block_on(runner.run_once(&ctx));
+    // A check that overran its deadline may still hold a blocking thread: do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(50));
+    let report = RunReport {
+        host: HostInfo::gather(&root),
+        checks,
+        finished: SystemTime::now(),
+    };
+    let color = args.format == Format::Human
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let text = diag::render(&report, args.format, color);
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (`| head`) is not a reason to change the verdict.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    report.exit_code()
+}

@@ -1,0 +1,316 @@
+//! Configuration: strict kebab-case TOML, defaults in code, every problem reported with its key.
+//!
+//! ```toml
+//! [[check]]
+//! kind = "memory"
+//! warn-available-percent = 15
+//! ```
+//! Every check runs with its defaults unless a `[[check]]` table changes them (`enabled = false` turns a
+//! check off). Unknown keys, bad types and impossible thresholds are rejected with the key named, both by
+//! `hvprobe validate` and by every command that loads the file.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::check::CheckKind;
+use crate::check::registry::CheckConfig;
+
+/// What is wrong with a configuration: `(key, reason)` pairs, keys in dotted form
+/// (`check[2].warn-available-percent`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Problems {
+    items: Vec<(String, String)>,
+    prefix: String,
+}
+
+impl Problems {
+    /// Records a problem with `key` (relative to the current scope).
+    pub fn push(&mut self, key: &str, reason: impl Into<String>) {
+        self.items
+            .push((format!("{}{key}", self.prefix), reason.into()));
+    }
+
+    /// Runs `f` with keys prefixed by `prefix`.
+    pub fn scoped(&mut self, prefix: &str, f: impl FnOnce(&mut Problems)) {
+        let scoped = format!("{}{prefix}", self.prefix);
+        let saved = std::mem::replace(&mut self.prefix, scoped);
+        f(self);
+        self.prefix = saved;
+    }
+
+    /// A percentage in 0..=100.
+    pub fn percent(&mut self, key: &str, v: f64) {
+        if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+            self.push(
+                key,
+                format!("must be a percentage between 0 and 100, got {v}"),
+            );
+        }
+    }
+
+    /// A finite number >= 0.
+    pub fn non_negative(&mut self, key: &str, v: f64) {
+        if !(v.is_finite() && v >= 0.0) {
+            self.push(key, format!("must be a number >= 0, got {v}"));
+        }
+    }
+
+    /// A deadline in milliseconds: 1 ms to 10 minutes.
+    pub fn timeout(&mut self, key: &str, ms: u64) {
+        if !(1..=600_000).contains(&ms) {
+            self.push(key, format!("must be between 1 and 600000 ms, got {ms}"));
+        }
+    }
+
+    /// A one-shot measurement window: at most 10 s and shorter than the check's deadline.
+    pub fn window(&mut self, key: &str, window_ms: u64, timeout_ms: u64) {
+        if window_ms > 10_000 {
+            self.push(key, format!("must be at most 10000 ms, got {window_ms}"));
+        } else if window_ms >= timeout_ms {
+            self.push(
+                key,
+                format!("must be shorter than timeout-ms ({timeout_ms}), got {window_ms}"),
+            );
+        }
+    }
+
+    /// True when nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The `(key, reason)` pairs.
+    pub fn items(&self) -> &[(String, String)] {
+        &self.items
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, reason)) in self.items.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{key}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", .path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, or a key is unknown or of the wrong type.
+    #[error("{origin}: {msg}")]
+    Syntax {
+        /// File name (or `<string>`).
+        origin: String,
+        /// What the parser said, with the key and the line.
+        msg: String,
+    },
+    /// Values that parse but cannot work together.
+    #[error("{origin}: invalid configuration:\n{problems}")]
+    Invalid {
+        /// File name (or `<string>`).
+        origin: String,
+        /// Every problem found.
+        problems: Problems,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    #[serde(default)]
+    check: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// One entry per check kind, in [`CheckKind::ALL`] order: the defaults, or the `[[check]]` table.
+    pub checks: Vec<CheckConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            checks: CheckKind::ALL
+                .iter()
+                .map(|k| CheckConfig::default_for(*k))
+                .collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let syntax = |msg: String| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            msg,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| syntax(e.to_string().trim_end().to_owned()))?;
+        let mut config = Config::default();
+        let mut seen = BTreeSet::new();
+        for (i, spanned) in raw.check.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let mut table = spanned.into_inner();
+            let at = format!("[[check]] #{} (line {line})", i + 1);
+            let kind = match table.remove("kind") {
+                Some(toml::Value::String(s)) => s,
+                Some(other) => {
+                    return Err(syntax(format!(
+                        "{at}: `kind` must be a string, got {}",
+                        other.type_str()
+                    )));
+                }
+                None => return Err(syntax(format!("{at}: missing key `kind`"))),
+            };
+            let kind: CheckKind = kind
+                .parse()
+                .map_err(|e| syntax(format!("{at}: kind: {e}")))?;
+            if !seen.insert(kind) {
+                return Err(syntax(format!(
+                    "{at}: check `{kind}` is configured twice; put all its keys in one table"
+                )));
+            }
+            let parsed = CheckConfig::from_table(kind, table).map_err(|e| {
+                syntax(format!(
+                    "{at} kind = \"{kind}\": {}",
+                    e.message().trim_end()
+                ))
+            })?;
+            if let Some(slot) = config.checks.iter_mut().find(|c| c.kind() == kind) {
+                *slot = parsed;
+            }
+        }
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Everything wrong with the values.
+    pub fn problems(&self) -> Problems {
+        let mut p = Problems::default();
+        for c in &self.checks {
+            p.scoped(&format!("check.{}.", c.kind()), |p| c.validate(p));
+        }
+        p
+    }
+
+    /// The configuration of one check.
+    pub fn check(&self, kind: CheckKind) -> Option<&CheckConfig> {
+        self.checks.iter().find(|c| c.kind() == kind)
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|s| s.matches('\n').count() + 1)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::memory::MemoryConfig;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_config_runs_every_check_with_defaults() {
+        let c = Config::parse("", "x").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.checks.len(), CheckKind::ALL.len());
+    }
+
+    #[test]
+    fn a_check_table_overrides_its_defaults() {
+        let c = Config::parse(
+            "[[check]]\nkind = \"memory\"\nwarn-available-percent = 20\nenabled = false\n",
+            "x",
+        )
+        .unwrap();
+        let Some(CheckConfig::Memory(m)) = c.check(CheckKind::Memory) else {
+            panic!("memory config expected")
+        };
+        assert_eq!(m.warn_available_percent, 20.0);
+        assert!(!m.enabled);
+        assert_eq!(
+            m.crit_available_percent,
+            MemoryConfig::default().crit_available_percent
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_reason() {
+        let e = err("[[check]]\nkind = \"memory\"\nwarn-avialable-percent = 20\n");
+        assert!(e.contains("warn-avialable-percent"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        let e = err("[[check]]\nkind = \"memory\"\nwindow-ms = \"fast\"\n");
+        assert!(e.contains("window-ms") || e.contains("invalid type"), "{e}");
+        let e = err("[[check]]\nkind = \"nope\"\n");
+        assert!(e.contains("unknown check `nope`"), "{e}");
+        let e = err("[[check]]\nwindow-ms = 3\n");
+        assert!(e.contains("missing key `kind`"), "{e}");
+        let e = err("[agnet]\naz = \"a\"\n");
+        assert!(e.contains("agnet"), "{e}");
+        let e = err("[[check]]\nkind = \"conntrack\"\n[[check]]\nkind = \"conntrack\"\n");
+        assert!(e.contains("configured twice"), "{e}");
+        let e = err(
+            "[[check]]\nkind = \"conntrack\"\nwarn-used-percent = 95\ncrit-used-percent = 90\n",
+        );
+        assert!(
+            e.contains("check.conntrack.warn-used-percent: must not be above"),
+            "{e}"
+        );
+        let e = err("[[check]]\nkind = \"memory\"\nwindow-ms = 5000\ntimeout-ms = 2000\n");
+        assert!(
+            e.contains("check.memory.window-ms: must be shorter than timeout-ms"),
+            "{e}"
+        );
+        let e = err("[[check]]\nkind = \"memory\"\nwarn-psi-some-avg10 = 150\n");
+        assert!(
+            e.contains("check.memory.warn-psi-some-avg10: must be a percentage"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}

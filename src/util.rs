@@ -1,0 +1,77 @@
+//! Formatting helpers for summaries: sizes, rates, durations. Pure and ASCII-only (summaries end up in
+//! Nagios output and terminals of every kind).
+
+use std::time::{Duration, SystemTime};
+
+/// `1536` -> `1.5 KiB`, `25_000_000_000` -> `23.3 GiB`.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A rate with sensible precision: `0`, `0.5`, `12`, `1234`.
+pub fn fmt_rate(r: f64) -> String {
+    if r == 0.0 {
+        "0".into()
+    } else if r < 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// A short human duration: `45s`, `37m`, `2h05m`, `3d04h`.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+    }
+}
+
+/// RFC 3339 in UTC with seconds, e.g. `2026-11-21T10:00:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_bytes(512), "512 B");
+        assert_eq!(fmt_bytes(1536), "1.5 KiB");
+        assert_eq!(fmt_bytes(25_000_000_000), "23.3 GiB");
+        assert_eq!(fmt_bytes(u64::MAX), "16384.0 PiB");
+        assert_eq!(fmt_rate(0.0), "0");
+        assert_eq!(fmt_rate(0.54), "0.5");
+        assert_eq!(fmt_rate(1234.4), "1234");
+        assert_eq!(fmt_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(fmt_duration(Duration::from_secs(37 * 60 + 5)), "37m");
+        assert_eq!(
+            fmt_duration(Duration::from_secs(2 * 3600 + 5 * 60)),
+            "2h05m"
+        );
+        assert_eq!(
+            fmt_duration(Duration::from_secs(3 * 86_400 + 4 * 3600)),
+            "3d04h"
+        );
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}

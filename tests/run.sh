@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of hvprobe on a fresh Debian bookworm machine (as root): installs what the tests need
+# when it is missing, then runs the whole suite. A prerequisite that cannot be installed is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests drive for real: DNS servers, userspace WireGuard, netns tools,
+# node_exporter as an oracle, systemd-analyze for the unit files.
+packages=(iproute2 iputils-ping procps)
+commands=(ip ping ps)
+missing=()
+for i in "${!commands[@]}"; do
+  command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: need root to install ${missing[*]}" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo test --all-targets --locked "$@"
