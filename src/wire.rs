@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::check::conntrack::ConntrackDetails;
+use crate::check::md_raid::{ArrayInfo, MdRaidDetails, MemberInfo};
 use crate::check::memory::{CgroupPressure, MemoryDetails};
 use crate::check::runner::CheckReport;
 use crate::check::{CheckKind, Details, Outcome, Status, UnknownReason};
@@ -87,6 +88,7 @@ pub fn kind_to_pb(k: CheckKind) -> pb::CheckKind {
     match k {
         CheckKind::Memory => pb::CheckKind::Memory,
         CheckKind::Conntrack => pb::CheckKind::Conntrack,
+        CheckKind::MdRaid => pb::CheckKind::MdRaid,
     }
 }
 
@@ -96,6 +98,7 @@ pub fn kind_from_pb(v: i32) -> Option<CheckKind> {
         pb::CheckKind::Unspecified => None,
         pb::CheckKind::Memory => Some(CheckKind::Memory),
         pb::CheckKind::Conntrack => Some(CheckKind::Conntrack),
+        pb::CheckKind::MdRaid => Some(CheckKind::MdRaid),
         _ => None,
     }
 }
@@ -193,7 +196,86 @@ fn details_to_pb(d: &Details) -> Option<pb::check_result::Details> {
             insert_failed_delta: c.insert_failed_delta,
             window_secs: c.window_secs,
         }),
+        Details::MdRaid(m) => D::MdRaid(pb::MdRaidDetails {
+            arrays: m.arrays.iter().map(md_array_to_pb).collect(),
+            missing_expected: m.missing_expected.clone(),
+            personalities: m.personalities.clone(),
+        }),
     })
+}
+
+fn md_array_to_pb(a: &ArrayInfo) -> pb::MdArray {
+    pb::MdArray {
+        name: a.name.clone(),
+        uuid: a.uuid.clone(),
+        level: a.level.clone(),
+        state: a.state.clone(),
+        raid_disks: a.raid_disks,
+        active_disks: a.active_disks,
+        failed_disks: a.failed_disks,
+        spare_disks: a.spare_disks,
+        degraded: a.degraded,
+        status_map: a.status_map.clone(),
+        sync_action: a.sync_action.clone(),
+        sync_pending: a.sync_pending.clone(),
+        sync_percent: a.sync_percent,
+        sync_eta_secs: a.sync_eta_secs,
+        sync_speed_kib_per_sec: a.sync_speed_kib_per_sec,
+        sync_done_sectors: a.sync_done_sectors,
+        sync_total_sectors: a.sync_total_sectors,
+        mismatch_cnt: a.mismatch_cnt,
+        read_only: a.read_only,
+        container: a.container,
+        members: a
+            .members
+            .iter()
+            .map(|m| pb::MdMember {
+                name: m.name.clone(),
+                flags: m.flags.clone(),
+            })
+            .collect(),
+        source: a.source.clone(),
+        stalled_secs: a.stalled_secs,
+        status: status_to_pb(a.status) as i32,
+        summary: a.summary.clone(),
+    }
+}
+
+fn md_array_from_pb(a: &pb::MdArray) -> ArrayInfo {
+    ArrayInfo {
+        name: a.name.clone(),
+        uuid: a.uuid.clone(),
+        level: a.level.clone(),
+        state: a.state.clone(),
+        raid_disks: a.raid_disks,
+        active_disks: a.active_disks,
+        failed_disks: a.failed_disks,
+        spare_disks: a.spare_disks,
+        degraded: a.degraded,
+        status_map: a.status_map.clone(),
+        sync_action: a.sync_action.clone(),
+        sync_pending: a.sync_pending.clone(),
+        sync_percent: a.sync_percent,
+        sync_eta_secs: a.sync_eta_secs,
+        sync_speed_kib_per_sec: a.sync_speed_kib_per_sec,
+        sync_done_sectors: a.sync_done_sectors,
+        sync_total_sectors: a.sync_total_sectors,
+        mismatch_cnt: a.mismatch_cnt,
+        read_only: a.read_only,
+        container: a.container,
+        members: a
+            .members
+            .iter()
+            .map(|m| MemberInfo {
+                name: m.name.clone(),
+                flags: m.flags.clone(),
+            })
+            .collect(),
+        source: a.source.clone(),
+        stalled_secs: a.stalled_secs,
+        status: status_from_pb(a.status),
+        summary: a.summary.clone(),
+    }
 }
 
 fn details_from_pb(d: &pb::check_result::Details) -> Details {
@@ -242,6 +324,11 @@ fn details_from_pb(d: &pb::check_result::Details) -> Details {
             early_drop_delta: c.early_drop_delta,
             insert_failed_delta: c.insert_failed_delta,
             window_secs: c.window_secs,
+        }),
+        D::MdRaid(m) => Details::MdRaid(MdRaidDetails {
+            arrays: m.arrays.iter().map(md_array_from_pb).collect(),
+            missing_expected: m.missing_expected.clone(),
+            personalities: m.personalities.clone(),
         }),
     }
 }
@@ -323,6 +410,27 @@ mod tests {
             duration: Duration::from_millis(3000),
         };
         assert_eq!(roundtrip(&unknown), unknown);
+    }
+
+    #[test]
+    fn md_raid_round_trips_on_real_data() {
+        use crate::check::md_raid::{
+            MdRaidConfig, Observation, evaluate, mdstat::parse_mdstat, merge,
+        };
+        let md = parse_mdstat(include_str!("../tests/corpus/mdstat/procfs_fixture.txt")).unwrap();
+        let obs = Observation {
+            arrays: merge(Vec::new(), Some(&md)),
+            personalities: md.personalities.clone(),
+            md_present: true,
+            problems: Vec::new(),
+        };
+        let r = CheckReport {
+            kind: CheckKind::MdRaid,
+            outcome: evaluate(&obs, &MdRaidConfig::default()),
+            duration: Duration::from_millis(1),
+        };
+        assert!(matches!(&r.outcome.details, Details::MdRaid(d) if d.arrays.len() == 18));
+        assert_eq!(roundtrip(&r), r);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - Nothing starts as healthy: a check that has not observed reports UNKNOWN, never OK.
 
 pub mod conntrack;
+pub mod md_raid;
 pub mod memory;
 pub mod registry;
 pub mod runner;
@@ -163,6 +164,8 @@ pub enum Details {
     Memory(memory::MemoryDetails),
     /// See [`conntrack::ConntrackDetails`].
     Conntrack(conntrack::ConntrackDetails),
+    /// See [`md_raid::MdRaidDetails`].
+    MdRaid(md_raid::MdRaidDetails),
 }
 
 impl Details {
@@ -172,6 +175,7 @@ impl Details {
             Details::None => Vec::new(),
             Details::Memory(d) => d.perfdata(),
             Details::Conntrack(d) => d.perfdata(),
+            Details::MdRaid(d) => d.perfdata(),
         }
     }
 }

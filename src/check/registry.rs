@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use super::Check;
 use super::conntrack::{ConntrackCheck, ConntrackConfig};
+use super::md_raid::{MdRaidCheck, MdRaidConfig};
 use super::memory::{MemoryCheck, MemoryConfig};
 use crate::config::Problems;
 
@@ -16,17 +17,21 @@ pub enum CheckKind {
     Memory,
     /// Conntrack table saturation.
     Conntrack,
+    /// Linux software RAID.
+    MdRaid,
 }
 
 impl CheckKind {
     /// Every check, in display order.
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Memory, CheckKind::Conntrack];
+    pub const ALL: &'static [CheckKind] =
+        &[CheckKind::Memory, CheckKind::Conntrack, CheckKind::MdRaid];
 
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Memory => "memory",
             CheckKind::Conntrack => "conntrack",
+            CheckKind::MdRaid => "md-raid",
         }
     }
 
@@ -53,7 +58,7 @@ impl serde::Serialize for CheckKind {
 }
 
 /// Names that are reserved for checks still to come: asking for them is a usage error, not a crash.
-const PLANNED: &[&str] = &["md-raid", "dns", "wireguard"];
+const PLANNED: &[&str] = &["dns", "wireguard"];
 
 impl FromStr for CheckKind {
     type Err = String;
@@ -79,6 +84,8 @@ pub enum CheckConfig {
     Memory(MemoryConfig),
     /// `kind = "conntrack"`.
     Conntrack(ConntrackConfig),
+    /// `kind = "md-raid"`.
+    MdRaid(MdRaidConfig),
 }
 
 impl CheckConfig {
@@ -87,6 +94,7 @@ impl CheckConfig {
         match kind {
             CheckKind::Memory => CheckConfig::Memory(MemoryConfig::default()),
             CheckKind::Conntrack => CheckConfig::Conntrack(ConntrackConfig::default()),
+            CheckKind::MdRaid => CheckConfig::MdRaid(MdRaidConfig::default()),
         }
     }
 
@@ -96,6 +104,7 @@ impl CheckConfig {
         Ok(match kind {
             CheckKind::Memory => CheckConfig::Memory(v.try_into()?),
             CheckKind::Conntrack => CheckConfig::Conntrack(v.try_into()?),
+            CheckKind::MdRaid => CheckConfig::MdRaid(v.try_into()?),
         })
     }
 
@@ -104,6 +113,7 @@ impl CheckConfig {
         match self {
             CheckConfig::Memory(_) => CheckKind::Memory,
             CheckConfig::Conntrack(_) => CheckKind::Conntrack,
+            CheckConfig::MdRaid(_) => CheckKind::MdRaid,
         }
     }
 
@@ -112,6 +122,7 @@ impl CheckConfig {
         match self {
             CheckConfig::Memory(c) => c.enabled,
             CheckConfig::Conntrack(c) => c.enabled,
+            CheckConfig::MdRaid(c) => c.enabled,
         }
     }
 
@@ -120,6 +131,7 @@ impl CheckConfig {
         match self {
             CheckConfig::Memory(c) => c.validate(p),
             CheckConfig::Conntrack(c) => c.validate(p),
+            CheckConfig::MdRaid(c) => c.validate(p),
         }
     }
 
@@ -128,6 +140,7 @@ impl CheckConfig {
         match self {
             CheckConfig::Memory(c) => Box::new(MemoryCheck::new(c.clone())),
             CheckConfig::Conntrack(c) => Box::new(ConntrackCheck::new(c.clone())),
+            CheckConfig::MdRaid(c) => Box::new(MdRaidCheck::new(c.clone())),
         }
     }
 }
