@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::check::conntrack::ConntrackDetails;
+use crate::check::dns::{DnsDetails, DnsOutcome, DnsResult};
 use crate::check::md_raid::{ArrayInfo, MdRaidDetails, MemberInfo};
 use crate::check::memory::{CgroupPressure, MemoryDetails};
 use crate::check::runner::CheckReport;
@@ -89,6 +90,7 @@ pub fn kind_to_pb(k: CheckKind) -> pb::CheckKind {
         CheckKind::Memory => pb::CheckKind::Memory,
         CheckKind::Conntrack => pb::CheckKind::Conntrack,
         CheckKind::MdRaid => pb::CheckKind::MdRaid,
+        CheckKind::Dns => pb::CheckKind::Dns,
     }
 }
 
@@ -99,6 +101,7 @@ pub fn kind_from_pb(v: i32) -> Option<CheckKind> {
         pb::CheckKind::Memory => Some(CheckKind::Memory),
         pb::CheckKind::Conntrack => Some(CheckKind::Conntrack),
         pb::CheckKind::MdRaid => Some(CheckKind::MdRaid),
+        pb::CheckKind::Dns => Some(CheckKind::Dns),
         _ => None,
     }
 }
@@ -201,7 +204,53 @@ fn details_to_pb(d: &Details) -> Option<pb::check_result::Details> {
             missing_expected: m.missing_expected.clone(),
             personalities: m.personalities.clone(),
         }),
+        Details::Dns(d) => D::Dns(pb::DnsDetails {
+            resolvers: d.resolvers.clone(),
+            results: d
+                .results
+                .iter()
+                .map(|r| pb::DnsResult {
+                    resolver: r.resolver.clone(),
+                    name: r.name.clone(),
+                    record_type: r.record_type.clone(),
+                    outcome: dns_outcome_to_pb(r.outcome) as i32,
+                    latency_ms: r.latency_ms,
+                    answers: r.answers.clone(),
+                    rcode: r.rcode.clone(),
+                    error: r.error.clone(),
+                })
+                .collect(),
+            search: d.search.clone(),
+            options: d.options.clone(),
+            notes: d.notes.clone(),
+        }),
     })
+}
+
+fn dns_outcome_to_pb(o: DnsOutcome) -> pb::DnsOutcome {
+    match o {
+        DnsOutcome::Ok => pb::DnsOutcome::Ok,
+        DnsOutcome::Refused => pb::DnsOutcome::Refused,
+        DnsOutcome::Timeout => pb::DnsOutcome::Timeout,
+        DnsOutcome::Servfail => pb::DnsOutcome::Servfail,
+        DnsOutcome::Nxdomain => pb::DnsOutcome::Nxdomain,
+        DnsOutcome::RefusedRcode => pb::DnsOutcome::RefusedRcode,
+        DnsOutcome::WrongAnswer => pb::DnsOutcome::WrongAnswer,
+        DnsOutcome::Error => pb::DnsOutcome::Error,
+    }
+}
+
+fn dns_outcome_from_pb(v: i32) -> DnsOutcome {
+    match pb::DnsOutcome::try_from(v) {
+        Ok(pb::DnsOutcome::Ok) => DnsOutcome::Ok,
+        Ok(pb::DnsOutcome::Refused) => DnsOutcome::Refused,
+        Ok(pb::DnsOutcome::Timeout) => DnsOutcome::Timeout,
+        Ok(pb::DnsOutcome::Servfail) => DnsOutcome::Servfail,
+        Ok(pb::DnsOutcome::Nxdomain) => DnsOutcome::Nxdomain,
+        Ok(pb::DnsOutcome::RefusedRcode) => DnsOutcome::RefusedRcode,
+        Ok(pb::DnsOutcome::WrongAnswer) => DnsOutcome::WrongAnswer,
+        _ => DnsOutcome::Error,
+    }
 }
 
 fn md_array_to_pb(a: &ArrayInfo) -> pb::MdArray {
@@ -330,6 +379,26 @@ fn details_from_pb(d: &pb::check_result::Details) -> Details {
             missing_expected: m.missing_expected.clone(),
             personalities: m.personalities.clone(),
         }),
+        D::Dns(d) => Details::Dns(DnsDetails {
+            resolvers: d.resolvers.clone(),
+            results: d
+                .results
+                .iter()
+                .map(|r| DnsResult {
+                    resolver: r.resolver.clone(),
+                    name: r.name.clone(),
+                    record_type: r.record_type.clone(),
+                    outcome: dns_outcome_from_pb(r.outcome),
+                    latency_ms: r.latency_ms,
+                    answers: r.answers.clone(),
+                    rcode: r.rcode.clone(),
+                    error: r.error.clone(),
+                })
+                .collect(),
+            search: d.search.clone(),
+            options: d.options.clone(),
+            notes: d.notes.clone(),
+        }),
     }
 }
 
@@ -430,6 +499,48 @@ mod tests {
             duration: Duration::from_millis(1),
         };
         assert!(matches!(&r.outcome.details, Details::MdRaid(d) if d.arrays.len() == 18));
+        assert_eq!(roundtrip(&r), r);
+    }
+
+    #[test]
+    fn dns_round_trips() {
+        let outcomes = [
+            DnsOutcome::Ok,
+            DnsOutcome::Refused,
+            DnsOutcome::Timeout,
+            DnsOutcome::Servfail,
+            DnsOutcome::Nxdomain,
+            DnsOutcome::RefusedRcode,
+            DnsOutcome::WrongAnswer,
+            DnsOutcome::Error,
+        ];
+        let r = CheckReport {
+            kind: CheckKind::Dns,
+            outcome: Outcome::new(
+                Status::Warn,
+                "127.0.0.1:53 refused (not running?); 10.1.2.3:53 ok 3ms",
+                Details::Dns(DnsDetails {
+                    resolvers: vec!["127.0.0.1".into()],
+                    results: outcomes
+                        .iter()
+                        .map(|o| DnsResult {
+                            resolver: "127.0.0.1:53".into(),
+                            name: "api.internal.".into(),
+                            record_type: "A".into(),
+                            outcome: *o,
+                            latency_ms: 1.5,
+                            answers: vec!["10.0.0.5".into()],
+                            rcode: Some("NOERROR".into()),
+                            error: None,
+                        })
+                        .collect(),
+                    search: vec!["example.com".into()],
+                    options: vec!["edns0".into()],
+                    notes: vec![],
+                }),
+            ),
+            duration: Duration::from_millis(4),
+        };
         assert_eq!(roundtrip(&r), r);
     }
 

@@ -5,13 +5,14 @@ mod common;
 
 use common::{FixtureHost, check_of, json_of, run};
 
-/// A config with short windows so the suite stays fast; the window itself is exercised in
-/// `one_shot_window_sees_drops_and_oom_kills`.
+/// A config with short windows so the suite stays fast (the window itself is exercised in
+/// `one_shot_window_sees_drops_and_oom_kills`), and without the network checks, which have suites of their
+/// own against real servers.
 fn fast_config(h: &FixtureHost) -> String {
     let p = h.path("hvprobe.toml");
     std::fs::write(
         &p,
-        "[[check]]\nkind = \"memory\"\nwindow-ms = 50\n\n[[check]]\nkind = \"conntrack\"\nwindow-ms = 50\n",
+        "[[check]]\nkind = \"memory\"\nwindow-ms = 50\n\n[[check]]\nkind = \"conntrack\"\nwindow-ms = 50\n\n[[check]]\nkind = \"dns\"\nenabled = false\n",
     )
     .unwrap();
     p.to_str().unwrap().to_owned()

@@ -13,6 +13,7 @@
 //! - Nothing starts as healthy: a check that has not observed reports UNKNOWN, never OK.
 
 pub mod conntrack;
+pub mod dns;
 pub mod md_raid;
 pub mod memory;
 pub mod registry;
@@ -166,6 +167,8 @@ pub enum Details {
     Conntrack(conntrack::ConntrackDetails),
     /// See [`md_raid::MdRaidDetails`].
     MdRaid(md_raid::MdRaidDetails),
+    /// See [`dns::DnsDetails`].
+    Dns(dns::DnsDetails),
 }
 
 impl Details {
@@ -176,6 +179,7 @@ impl Details {
             Details::Memory(d) => d.perfdata(),
             Details::Conntrack(d) => d.perfdata(),
             Details::MdRaid(d) => d.perfdata(),
+            Details::Dns(d) => d.perfdata(),
         }
     }
 }

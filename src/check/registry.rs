@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use super::Check;
 use super::conntrack::{ConntrackCheck, ConntrackConfig};
+use super::dns::{DnsCheck, DnsConfig};
 use super::md_raid::{MdRaidCheck, MdRaidConfig};
 use super::memory::{MemoryCheck, MemoryConfig};
 use crate::config::Problems;
@@ -19,12 +20,18 @@ pub enum CheckKind {
     Conntrack,
     /// Linux software RAID.
     MdRaid,
+    /// DNS resolution through every resolver.
+    Dns,
 }
 
 impl CheckKind {
     /// Every check, in display order.
-    pub const ALL: &'static [CheckKind] =
-        &[CheckKind::Memory, CheckKind::Conntrack, CheckKind::MdRaid];
+    pub const ALL: &'static [CheckKind] = &[
+        CheckKind::Memory,
+        CheckKind::Conntrack,
+        CheckKind::MdRaid,
+        CheckKind::Dns,
+    ];
 
     /// The stable name.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +39,7 @@ impl CheckKind {
             CheckKind::Memory => "memory",
             CheckKind::Conntrack => "conntrack",
             CheckKind::MdRaid => "md-raid",
+            CheckKind::Dns => "dns",
         }
     }
 
@@ -58,7 +66,7 @@ impl serde::Serialize for CheckKind {
 }
 
 /// Names that are reserved for checks still to come: asking for them is a usage error, not a crash.
-const PLANNED: &[&str] = &["dns", "wireguard"];
+const PLANNED: &[&str] = &["wireguard"];
 
 impl FromStr for CheckKind {
     type Err = String;
@@ -86,6 +94,8 @@ pub enum CheckConfig {
     Conntrack(ConntrackConfig),
     /// `kind = "md-raid"`.
     MdRaid(MdRaidConfig),
+    /// `kind = "dns"`.
+    Dns(DnsConfig),
 }
 
 impl CheckConfig {
@@ -95,6 +105,7 @@ impl CheckConfig {
             CheckKind::Memory => CheckConfig::Memory(MemoryConfig::default()),
             CheckKind::Conntrack => CheckConfig::Conntrack(ConntrackConfig::default()),
             CheckKind::MdRaid => CheckConfig::MdRaid(MdRaidConfig::default()),
+            CheckKind::Dns => CheckConfig::Dns(DnsConfig::default()),
         }
     }
 
@@ -105,6 +116,7 @@ impl CheckConfig {
             CheckKind::Memory => CheckConfig::Memory(v.try_into()?),
             CheckKind::Conntrack => CheckConfig::Conntrack(v.try_into()?),
             CheckKind::MdRaid => CheckConfig::MdRaid(v.try_into()?),
+            CheckKind::Dns => CheckConfig::Dns(v.try_into()?),
         })
     }
 
@@ -114,6 +126,7 @@ impl CheckConfig {
             CheckConfig::Memory(_) => CheckKind::Memory,
             CheckConfig::Conntrack(_) => CheckKind::Conntrack,
             CheckConfig::MdRaid(_) => CheckKind::MdRaid,
+            CheckConfig::Dns(_) => CheckKind::Dns,
         }
     }
 
@@ -123,6 +136,7 @@ impl CheckConfig {
             CheckConfig::Memory(c) => c.enabled,
             CheckConfig::Conntrack(c) => c.enabled,
             CheckConfig::MdRaid(c) => c.enabled,
+            CheckConfig::Dns(c) => c.enabled,
         }
     }
 
@@ -132,6 +146,7 @@ impl CheckConfig {
             CheckConfig::Memory(c) => c.validate(p),
             CheckConfig::Conntrack(c) => c.validate(p),
             CheckConfig::MdRaid(c) => c.validate(p),
+            CheckConfig::Dns(c) => c.validate(p),
         }
     }
 
@@ -141,6 +156,7 @@ impl CheckConfig {
             CheckConfig::Memory(c) => Box::new(MemoryCheck::new(c.clone())),
             CheckConfig::Conntrack(c) => Box::new(ConntrackCheck::new(c.clone())),
             CheckConfig::MdRaid(c) => Box::new(MdRaidCheck::new(c.clone())),
+            CheckConfig::Dns(c) => Box::new(DnsCheck::new(c.clone())),
         }
     }
 }

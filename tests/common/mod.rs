@@ -311,3 +311,242 @@ pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A network namespace made by the test, deleted (with every process in it) when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `ip netns add <prefix>-<pid>-<n>` with loopback up.
+    pub fn new(prefix: &str) -> Netns {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        require_bin("ip", "iproute2");
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> <args>`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        sh(&full);
+    }
+
+    /// A command run inside the namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs a command that must succeed.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free UDP+TCP port on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    loop {
+        let port = free_port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A real unbound (Debian package `unbound`) answering on `listen` (e.g. `127.0.0.1@5353`):
+/// `api.hvprobe.` A 192.0.2.10 and `dual.hvprobe.` AAAA 2001:db8::11 (static zone, so other names under
+/// `hvprobe.` are NXDOMAIN), `*.refuse.hvprobe.` REFUSED, and `*.upstream.example.` forwarded to a dead
+/// port, which unbound answers with SERVFAIL.
+pub struct Unbound {
+    pub child: ChildGuard,
+    pub dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    pub fn config(dir: &Path, listen: &str, port: u16) -> String {
+        format!(
+            r#"server:
+  interface: {listen}
+  port: {port}
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "{dir}"
+  pidfile: "{dir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  so-reuseport: no
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  access-control: ::1/128 allow
+  local-zone: "hvprobe." static
+  local-data: "api.hvprobe. 60 IN A 192.0.2.10"
+  local-data: "dual.hvprobe. 60 IN AAAA 2001:db8::11"
+  local-zone: "refuse.hvprobe." always_refuse
+forward-zone:
+  name: "upstream.example."
+  forward-addr: 127.0.0.1@9
+"#,
+            dir = dir.display()
+        )
+    }
+
+    /// Starts unbound on `ip:port` with `cmd` (plain, or inside a netns) and waits until it answers TCP.
+    pub fn start_with(mut cmd: Command, ip: &str, port: u16, wait_addr: Option<&str>) -> Unbound {
+        let bin = require_bin("unbound", "unbound");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen = format!("{ip}@{port}");
+        let conf = dir.path().join("unbound.conf");
+        std::fs::write(&conf, Unbound::config(dir.path(), &listen, port))
+            .expect("write unbound.conf");
+        let child = cmd
+            .arg(bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        let guard = ChildGuard(child);
+        if let Some(addr) = wait_addr {
+            wait_for(std::time::Duration::from_secs(10), || {
+                std::net::TcpStream::connect(addr).ok()
+            })
+            .unwrap_or_else(|| panic!("unbound did not come up on {addr}"));
+        }
+        Unbound { child: guard, dir }
+    }
+
+    /// Unbound on 127.0.0.1:`port` in this network namespace.
+    pub fn start(port: u16) -> Unbound {
+        let cmd = Command::new("env");
+        Unbound::start_with(cmd, "127.0.0.1", port, Some(&format!("127.0.0.1:{port}")))
+    }
+}
+
+/// A real dnsmasq (Debian package `dnsmasq-base`) on 127.0.0.1:`port` answering `api.hvprobe.` A 192.0.2.10
+/// and, having no upstream, REFUSED for everything else.
+pub fn dnsmasq(port: u16) -> ChildGuard {
+    let bin = require_bin("dnsmasq", "dnsmasq-base");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = Command::new(bin)
+        .args([
+            "-k",
+            "--conf-file=/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--host-record=api.hvprobe,192.0.2.10",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--pid-file={}",
+            dir.path().join("dnsmasq.pid").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    let guard = ChildGuard(child);
+    wait_for(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("dnsmasq did not come up");
+    std::mem::forget(dir); // dnsmasq keeps its pid file there until it is killed
+    guard
+}
+
+/// A UDP socket that reads every datagram and answers none: a resolver that blackholes queries.
+/// Stops (bounded) when dropped.
+pub struct Blackhole {
+    pub addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        use std::sync::atomic::Ordering;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind blackhole");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut dropped = 0;
+            // Bounded: at most 10 minutes of 50 ms reads, and it stops as soon as the test is done.
+            for _ in 0..12_000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                if sock.recv_from(&mut buf).is_ok() {
+                    dropped += 1;
+                }
+            }
+            dropped
+        });
+        Blackhole {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns how many queries were swallowed.
+    pub fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
