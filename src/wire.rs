@@ -12,6 +12,7 @@ use crate::check::dns::{DnsDetails, DnsOutcome, DnsResult};
 use crate::check::md_raid::{ArrayInfo, MdRaidDetails, MemberInfo};
 use crate::check::memory::{CgroupPressure, MemoryDetails};
 use crate::check::runner::CheckReport;
+use crate::check::wireguard::{InterfaceInfo, PeerInfo, PeerState, Source, WireguardDetails};
 use crate::check::{CheckKind, Details, Outcome, Status, UnknownReason};
 
 /// Generated code for `proto/hvprobe/v1/hvprobe.proto`.
@@ -91,6 +92,7 @@ pub fn kind_to_pb(k: CheckKind) -> pb::CheckKind {
         CheckKind::Conntrack => pb::CheckKind::Conntrack,
         CheckKind::MdRaid => pb::CheckKind::MdRaid,
         CheckKind::Dns => pb::CheckKind::Dns,
+        CheckKind::Wireguard => pb::CheckKind::Wireguard,
     }
 }
 
@@ -102,7 +104,7 @@ pub fn kind_from_pb(v: i32) -> Option<CheckKind> {
         pb::CheckKind::Conntrack => Some(CheckKind::Conntrack),
         pb::CheckKind::MdRaid => Some(CheckKind::MdRaid),
         pb::CheckKind::Dns => Some(CheckKind::Dns),
-        _ => None,
+        pb::CheckKind::Wireguard => Some(CheckKind::Wireguard),
     }
 }
 
@@ -224,7 +226,93 @@ fn details_to_pb(d: &Details) -> Option<pb::check_result::Details> {
             options: d.options.clone(),
             notes: d.notes.clone(),
         }),
+        Details::Wireguard(w) => D::Wireguard(pb::WireguardDetails {
+            interfaces: w.interfaces.iter().map(wg_interface_to_pb).collect(),
+            missing: w.missing.clone(),
+            notes: w.notes.clone(),
+        }),
     })
+}
+
+fn wg_interface_to_pb(i: &InterfaceInfo) -> pb::WgInterface {
+    pb::WgInterface {
+        name: i.name.clone(),
+        source: match i.source {
+            Source::Kernel => pb::WgSource::Kernel,
+            Source::Userspace => pb::WgSource::Userspace,
+        } as i32,
+        listen_port: i.listen_port.map(u32::from),
+        up: i.up,
+        public_key: i.public_key.clone(),
+        peers: i
+            .peers
+            .iter()
+            .map(|p| pb::WgPeer {
+                public_key: p.public_key.clone(),
+                endpoint: p.endpoint.clone(),
+                allowed_ips: p.allowed_ips.clone(),
+                latest_handshake_age_secs: p.latest_handshake_age_secs,
+                handshake_clock_skew: p.handshake_clock_skew,
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                persistent_keepalive_secs: p.persistent_keepalive_secs.map(u32::from),
+                probe_target: p.probe_target.clone(),
+                probe_rtt_ms: p.probe_rtt_ms,
+                one_way_secs: p.one_way_secs,
+                state: match p.state {
+                    PeerState::Ok => pb::WgPeerState::Ok,
+                    PeerState::Never => pb::WgPeerState::Never,
+                    PeerState::Stale => pb::WgPeerState::Stale,
+                    PeerState::Unreachable => pb::WgPeerState::Unreachable,
+                    PeerState::OneWay => pb::WgPeerState::OneWay,
+                } as i32,
+            })
+            .collect(),
+        status: status_to_pb(i.status) as i32,
+        summary: i.summary.clone(),
+    }
+}
+
+fn wg_interface_from_pb(i: &pb::WgInterface) -> InterfaceInfo {
+    InterfaceInfo {
+        name: i.name.clone(),
+        source: match pb::WgSource::try_from(i.source) {
+            Ok(pb::WgSource::Kernel) => Source::Kernel,
+            _ => Source::Userspace,
+        },
+        listen_port: i.listen_port.and_then(|p| u16::try_from(p).ok()),
+        up: i.up,
+        public_key: i.public_key.clone(),
+        peers: i
+            .peers
+            .iter()
+            .map(|p| PeerInfo {
+                public_key: p.public_key.clone(),
+                endpoint: p.endpoint.clone(),
+                allowed_ips: p.allowed_ips.clone(),
+                latest_handshake_age_secs: p.latest_handshake_age_secs,
+                handshake_clock_skew: p.handshake_clock_skew,
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                persistent_keepalive_secs: p
+                    .persistent_keepalive_secs
+                    .and_then(|k| u16::try_from(k).ok()),
+                probe_target: p.probe_target.clone(),
+                probe_rtt_ms: p.probe_rtt_ms,
+                one_way_secs: p.one_way_secs,
+                // A state this build does not know is shown as never-ok rather than as healthy.
+                state: match pb::WgPeerState::try_from(p.state) {
+                    Ok(pb::WgPeerState::Ok) => PeerState::Ok,
+                    Ok(pb::WgPeerState::Stale) => PeerState::Stale,
+                    Ok(pb::WgPeerState::Unreachable) => PeerState::Unreachable,
+                    Ok(pb::WgPeerState::OneWay) => PeerState::OneWay,
+                    _ => PeerState::Never,
+                },
+            })
+            .collect(),
+        status: status_from_pb(i.status),
+        summary: i.summary.clone(),
+    }
 }
 
 fn dns_outcome_to_pb(o: DnsOutcome) -> pb::DnsOutcome {
@@ -398,6 +486,11 @@ fn details_from_pb(d: &pb::check_result::Details) -> Details {
             search: d.search.clone(),
             options: d.options.clone(),
             notes: d.notes.clone(),
+        }),
+        D::Wireguard(w) => Details::Wireguard(WireguardDetails {
+            interfaces: w.interfaces.iter().map(wg_interface_from_pb).collect(),
+            missing: w.missing.clone(),
+            notes: w.notes.clone(),
         }),
     }
 }

@@ -18,6 +18,7 @@ pub mod md_raid;
 pub mod memory;
 pub mod registry;
 pub mod runner;
+pub mod wireguard;
 
 use std::future::Future;
 use std::path::Path;
@@ -169,6 +170,8 @@ pub enum Details {
     MdRaid(md_raid::MdRaidDetails),
     /// See [`dns::DnsDetails`].
     Dns(dns::DnsDetails),
+    /// See [`wireguard::WireguardDetails`].
+    Wireguard(wireguard::WireguardDetails),
 }
 
 impl Details {
@@ -180,6 +183,7 @@ impl Details {
             Details::Conntrack(d) => d.perfdata(),
             Details::MdRaid(d) => d.perfdata(),
             Details::Dns(d) => d.perfdata(),
+            Details::Wireguard(d) => d.perfdata(),
         }
     }
 }

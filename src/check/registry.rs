@@ -9,6 +9,7 @@ use super::conntrack::{ConntrackCheck, ConntrackConfig};
 use super::dns::{DnsCheck, DnsConfig};
 use super::md_raid::{MdRaidCheck, MdRaidConfig};
 use super::memory::{MemoryCheck, MemoryConfig};
+use super::wireguard::{WireguardCheck, WireguardConfig};
 use crate::config::Problems;
 
 /// The stable names of the checks, as used on the CLI, in config (`kind = "…"`), JSON and the wire.
@@ -22,6 +23,8 @@ pub enum CheckKind {
     MdRaid,
     /// DNS resolution through every resolver.
     Dns,
+    /// WireGuard peers.
+    Wireguard,
 }
 
 impl CheckKind {
@@ -31,6 +34,7 @@ impl CheckKind {
         CheckKind::Conntrack,
         CheckKind::MdRaid,
         CheckKind::Dns,
+        CheckKind::Wireguard,
     ];
 
     /// The stable name.
@@ -40,6 +44,7 @@ impl CheckKind {
             CheckKind::Conntrack => "conntrack",
             CheckKind::MdRaid => "md-raid",
             CheckKind::Dns => "dns",
+            CheckKind::Wireguard => "wireguard",
         }
     }
 
@@ -65,18 +70,12 @@ impl serde::Serialize for CheckKind {
     }
 }
 
-/// Names that are reserved for checks still to come: asking for them is a usage error, not a crash.
-const PLANNED: &[&str] = &["wireguard"];
-
 impl FromStr for CheckKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(k) = CheckKind::ALL.iter().find(|k| k.as_str() == s) {
             return Ok(*k);
-        }
-        if PLANNED.contains(&s) {
-            return Err(format!("check `{s}` is not available in this version"));
         }
         Err(format!(
             "unknown check `{s}` (known: {})",
@@ -96,6 +95,8 @@ pub enum CheckConfig {
     MdRaid(MdRaidConfig),
     /// `kind = "dns"`.
     Dns(DnsConfig),
+    /// `kind = "wireguard"`.
+    Wireguard(WireguardConfig),
 }
 
 impl CheckConfig {
@@ -106,6 +107,7 @@ impl CheckConfig {
             CheckKind::Conntrack => CheckConfig::Conntrack(ConntrackConfig::default()),
             CheckKind::MdRaid => CheckConfig::MdRaid(MdRaidConfig::default()),
             CheckKind::Dns => CheckConfig::Dns(DnsConfig::default()),
+            CheckKind::Wireguard => CheckConfig::Wireguard(WireguardConfig::default()),
         }
     }
 
@@ -117,6 +119,7 @@ impl CheckConfig {
             CheckKind::Conntrack => CheckConfig::Conntrack(v.try_into()?),
             CheckKind::MdRaid => CheckConfig::MdRaid(v.try_into()?),
             CheckKind::Dns => CheckConfig::Dns(v.try_into()?),
+            CheckKind::Wireguard => CheckConfig::Wireguard(v.try_into()?),
         })
     }
 
@@ -127,6 +130,7 @@ impl CheckConfig {
             CheckConfig::Conntrack(_) => CheckKind::Conntrack,
             CheckConfig::MdRaid(_) => CheckKind::MdRaid,
             CheckConfig::Dns(_) => CheckKind::Dns,
+            CheckConfig::Wireguard(_) => CheckKind::Wireguard,
         }
     }
 
@@ -137,6 +141,7 @@ impl CheckConfig {
             CheckConfig::Conntrack(c) => c.enabled,
             CheckConfig::MdRaid(c) => c.enabled,
             CheckConfig::Dns(c) => c.enabled,
+            CheckConfig::Wireguard(c) => c.enabled,
         }
     }
 
@@ -147,6 +152,7 @@ impl CheckConfig {
             CheckConfig::Conntrack(c) => c.validate(p),
             CheckConfig::MdRaid(c) => c.validate(p),
             CheckConfig::Dns(c) => c.validate(p),
+            CheckConfig::Wireguard(c) => c.validate(p),
         }
     }
 
@@ -157,6 +163,7 @@ impl CheckConfig {
             CheckConfig::Conntrack(c) => Box::new(ConntrackCheck::new(c.clone())),
             CheckConfig::MdRaid(c) => Box::new(MdRaidCheck::new(c.clone())),
             CheckConfig::Dns(c) => Box::new(DnsCheck::new(c.clone())),
+            CheckConfig::Wireguard(c) => Box::new(WireguardCheck::new(c.clone())),
         }
     }
 }

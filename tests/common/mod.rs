@@ -550,3 +550,124 @@ impl Drop for Blackhole {
         }
     }
 }
+
+/// A userspace WireGuard interface: a real `wireguard-go` process in a network namespace, its UAPI socket
+/// removed when dropped even if the process was killed.
+pub struct WgGo {
+    pub name: String,
+    pub child: Option<ChildGuard>,
+    pub private_key: String,
+    pub public_key: String,
+}
+
+impl WgGo {
+    /// Starts `wireguard-go -f <name>` in `ns` with a fresh key and `listen_port`.
+    pub fn start(ns: &Netns, name: &str, listen_port: u16) -> WgGo {
+        let bin = require_bin("wireguard-go", "wireguard-go");
+        require_bin("wg", "wireguard-tools");
+        let child = ns
+            .cmd(&bin)
+            .args(["-f", name])
+            .env("LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start wireguard-go");
+        let guard = ChildGuard(child);
+        let sock = PathBuf::from(format!("/var/run/wireguard/{name}.sock"));
+        wait_for(std::time::Duration::from_secs(10), || {
+            sock.exists().then_some(())
+        })
+        .unwrap_or_else(|| panic!("wireguard-go did not create {}", sock.display()));
+        let private_key = sh(&["wg", "genkey"]).trim().to_owned();
+        let public_key = pubkey(&private_key);
+        let keyfile = tempfile::NamedTempFile::new().expect("keyfile");
+        std::fs::write(keyfile.path(), &private_key).expect("write key");
+        let kp = keyfile.path().to_str().expect("utf-8");
+        ns_sh(
+            ns,
+            &[
+                "wg",
+                "set",
+                name,
+                "listen-port",
+                &listen_port.to_string(),
+                "private-key",
+                kp,
+            ],
+        );
+        WgGo {
+            name: name.to_owned(),
+            child: Some(guard),
+            private_key,
+            public_key,
+        }
+    }
+
+    /// Adds a peer.
+    pub fn add_peer(&self, ns: &Netns, public_key: &str, endpoint: &str, allowed: &str) {
+        ns_sh(
+            ns,
+            &[
+                "wg",
+                "set",
+                &self.name,
+                "peer",
+                public_key,
+                "endpoint",
+                endpoint,
+                "allowed-ips",
+                allowed,
+            ],
+        );
+    }
+
+    /// Kills the process (SIGKILL, as a crash would).
+    pub fn kill(&mut self) {
+        self.child.take();
+    }
+}
+
+impl Drop for WgGo {
+    fn drop(&mut self) {
+        self.child.take();
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.name));
+    }
+}
+
+/// `wg pubkey` of a private key.
+pub fn pubkey(private_key: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg pubkey");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(private_key.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wg pubkey");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs a command inside a namespace; it must succeed.
+pub fn ns_sh(ns: &Netns, args: &[&str]) -> String {
+    let mut full = vec!["ip", "netns", "exec", ns.name.as_str()];
+    full.extend_from_slice(args);
+    sh(&full)
+}
+
+/// A short unique interface name (at most 15 bytes), e.g. `hp4821a3`.
+pub fn ifname(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "hp{}{}{tag}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

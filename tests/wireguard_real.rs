@@ -1,0 +1,258 @@
+//! `hvprobe check --check wireguard` on real userspace WireGuard: Debian's wireguard-go and wg, one
+//! interface in each of two network namespaces joined by a veth pair, hvprobe running in the first.
+//! Everything (namespaces, processes, UAPI sockets) is removed when a test ends, passing or failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
+
+mod common;
+
+use common::{Netns, WgGo, check_of, ifname, json_of, ns_sh, sh};
+
+/// Two wireguard-go interfaces, `a` (10.200.0.1) in `ns_a` and `b` (10.200.0.2) in `ns_b`, peered over a
+/// veth pair (10.99.0.1 <-> 10.99.0.2). Fields drop in order: processes first, then namespaces.
+struct Mesh {
+    a: WgGo,
+    b: WgGo,
+    ns_a: Netns,
+    /// Held so the namespace lives as long as the mesh.
+    _ns_b: Netns,
+}
+
+fn mesh() -> Mesh {
+    let ns_a = Netns::new("hpwga");
+    let ns_b = Netns::new("hpwgb");
+    let (va, vb) = (ifname("v"), ifname("v"));
+    sh(&[
+        "ip", "link", "add", "name", &va, "netns", &ns_a.name, "type", "veth", "peer", "name", &vb,
+        "netns", &ns_b.name,
+    ]);
+    ns_a.ip(&["addr", "add", "10.99.0.1/24", "dev", &va]);
+    ns_a.ip(&["link", "set", &va, "up"]);
+    ns_b.ip(&["addr", "add", "10.99.0.2/24", "dev", &vb]);
+    ns_b.ip(&["link", "set", &vb, "up"]);
+    let a = WgGo::start(&ns_a, &ifname("a"), 51001);
+    let b = WgGo::start(&ns_b, &ifname("b"), 51002);
+    a.add_peer(&ns_a, &b.public_key, "10.99.0.2:51002", "10.200.0.2/32");
+    b.add_peer(&ns_b, &a.public_key, "10.99.0.1:51001", "10.200.0.1/32");
+    for (ns, w, me, other) in [
+        (&ns_a, &a, "10.200.0.1/32", "10.200.0.2/32"),
+        (&ns_b, &b, "10.200.0.2/32", "10.200.0.1/32"),
+    ] {
+        ns.ip(&["addr", "add", me, "dev", &w.name]);
+        ns.ip(&["link", "set", &w.name, "up"]);
+        ns.ip(&["route", "add", other, "dev", &w.name]);
+    }
+    Mesh {
+        a,
+        b,
+        ns_a,
+        _ns_b: ns_b,
+    }
+}
+
+impl Mesh {
+    /// A real handshake: one ping through the tunnel.
+    fn handshake(&self) {
+        ns_sh(&self.ns_a, &["ping", "-c", "1", "-W", "3", "10.200.0.2"]);
+    }
+
+    /// Runs the check in ns_a, with an optional config body.
+    fn check(&self, config: Option<&str>) -> (i32, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = self.ns_a.cmd(env!("CARGO_BIN_EXE_hvprobe"));
+        cmd.args(["check", "--check", "wireguard", "--format", "json"]);
+        if let Some(body) = config {
+            let p = dir.path().join("wg.toml");
+            std::fs::write(&p, format!("[[check]]\nkind = \"wireguard\"\n{body}")).unwrap();
+            cmd.arg("--config").arg(&p);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code().unwrap(), json_of(&out))
+    }
+
+    fn interface<'a>(&self, doc: &'a serde_json::Value) -> &'a serde_json::Value {
+        check_of(doc, "wireguard")["details"]["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == self.a.name.as_str())
+            .unwrap_or_else(|| panic!("{} not in {doc}", self.a.name))
+    }
+}
+
+fn peer<'a>(iface: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    iface["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["public_key"] == key)
+        .unwrap_or_else(|| panic!("peer {key} not in {iface}"))
+}
+
+#[test]
+fn healthy_pair_after_a_real_handshake() {
+    let m = mesh();
+    m.handshake();
+    let (code, doc) = m.check(None);
+    assert_eq!(code, 0, "{doc}");
+    let i = m.interface(&doc);
+    assert_eq!(i["up"], true);
+    assert_eq!(i["source"], "userspace");
+    assert_eq!(i["listen_port"], 51001);
+    // Derived from the private key in the UAPI reply; the private key itself never leaves.
+    assert_eq!(i["public_key"], m.a.public_key.as_str());
+    let p = peer(i, &m.b.public_key);
+    assert_eq!(p["state"], "ok");
+    assert_eq!(p["endpoint"], "10.99.0.2:51002");
+    assert_eq!(p["allowed_ips"], serde_json::json!(["10.200.0.2/32"]));
+    assert!(p["latest_handshake_age_secs"].as_u64().unwrap() < 30, "{p}");
+    assert_eq!(p["probe_target"], "10.200.0.2");
+    assert!(p["probe_rtt_ms"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(p["rx_bytes"].as_u64().unwrap() > 0 && p["tx_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        i["summary"],
+        format!(
+            "{}: 1/1 peers ok, max rtt {:.1}ms",
+            m.a.name,
+            p["probe_rtt_ms"].as_f64().unwrap()
+        )
+    );
+    let text = doc.to_string();
+    assert!(
+        !text.contains(&m.a.private_key) && !text.contains(&m.b.private_key),
+        "a private key leaked"
+    );
+    // Only interfaces of this namespace are reported, though the UAPI directory is shared.
+    let names: Vec<&str> = check_of(&doc, "wireguard")["details"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [m.a.name.as_str()]);
+}
+
+#[test]
+fn a_peer_whose_endpoint_does_not_exist_is_never() {
+    let m = mesh();
+    m.handshake();
+    let ghost_key = common::pubkey(sh(&["wg", "genkey"]).trim());
+    m.a.add_peer(&m.ns_a, &ghost_key, "10.99.0.77:51999", "10.200.0.3/32");
+    m.ns_a
+        .ip(&["route", "add", "10.200.0.3/32", "dev", &m.a.name]);
+    let (code, doc) = m.check(None);
+    let i = m.interface(&doc);
+    let ghost = peer(i, &ghost_key);
+    assert_eq!(ghost["state"], "never", "{ghost}");
+    assert!(
+        ghost["latest_handshake_age_secs"].is_null(),
+        "never is null, not 1.7e9 s"
+    );
+    assert!(ghost["probe_rtt_ms"].is_null());
+    assert_eq!(peer(i, &m.b.public_key)["state"], "ok");
+    // 1 of 2 peers down = 50% = crit-percent.
+    assert_eq!(code, 2, "{doc}");
+    let summary = i["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "{}: 1/2 peers down: 10.200.0.3 ({}, never)",
+            m.a.name,
+            &ghost_key[..8]
+        )),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_far_peer_killed_after_a_handshake_is_unreachable_at_once() {
+    let mut m = mesh();
+    m.handshake();
+    m.b.kill();
+    let t = std::time::Instant::now();
+    let (code, doc) = m.check(None);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "no need to wait for the 180 s stale time"
+    );
+    let p = peer(m.interface(&doc), &m.b.public_key);
+    assert_eq!(p["state"], "unreachable", "{p}");
+    assert!(
+        p["latest_handshake_age_secs"].as_u64().unwrap() < 60,
+        "the handshake is still fresh: {p}"
+    );
+    assert_eq!(code, 2, "{doc}");
+}
+
+#[test]
+fn without_probes_the_handshake_age_decides() {
+    let mut m = mesh();
+    m.handshake();
+    m.b.kill();
+    // The handshake is seconds old: without a probe the peer still looks fine, which is why probes exist.
+    let (code, doc) = m.check(Some("probe = false\n"));
+    assert_eq!(code, 0, "{doc}");
+    let p = peer(m.interface(&doc), &m.b.public_key);
+    assert_eq!(p["state"], "ok");
+    assert!(p["probe_target"].is_null());
+    // With a stale-after of 1 s, the same peer is stale.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, doc) = m.check(Some("probe = false\nstale-after-secs = 1\n"));
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(peer(m.interface(&doc), &m.b.public_key)["state"], "stale");
+}
+
+#[test]
+fn an_interface_brought_down_is_crit() {
+    let m = mesh();
+    m.ns_a.ip(&["link", "set", &m.a.name, "down"]);
+    let (code, doc) = m.check(None);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(m.interface(&doc)["up"], false);
+    assert_eq!(m.interface(&doc)["summary"], format!("{} down", m.a.name));
+}
+
+#[test]
+fn a_configured_interface_that_does_not_exist_is_crit() {
+    let m = mesh();
+    let (code, doc) = m.check(Some(&format!(
+        "interfaces = [\"{}\", \"nosuchwg0\"]\n",
+        m.a.name
+    )));
+    assert_eq!(code, 2, "{doc}");
+    let c = check_of(&doc, "wireguard");
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("nosuchwg0 missing"),
+        "{c}"
+    );
+    assert_eq!(c["details"]["missing"], serde_json::json!(["nosuchwg0"]));
+}
+
+#[test]
+fn without_privileges_the_check_is_unknown_with_the_reason() {
+    let m = mesh();
+    m.handshake();
+    common::require_bin("setpriv", "util-linux");
+    // nobody can neither open the root-only UAPI socket nor an ICMP socket (ping_group_range excludes it).
+    let out = m
+        .ns_a
+        .cmd("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_hvprobe"),
+        ])
+        .args(["check", "--check", "wireguard", "--format", "json"])
+        .output()
+        .unwrap();
+    let doc = json_of(&out);
+    let c = check_of(&doc, "wireguard");
+    assert_eq!(out.status.code(), Some(3), "{doc}");
+    assert_eq!(c["reason"], "no-permission", "{c}");
+    assert!(
+        c["summary"].as_str().unwrap().contains("permission denied"),
+        "{c}"
+    );
+}
