@@ -42,6 +42,48 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run the checks every interval and stream the results to the collectors (the systemd service).
+    Agent(AgentArgs),
+    /// Receive reports from the agents, keep the latest state of every host, serve the query API.
+    Collector(CollectorArgs),
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// Configuration file ([agent] section and [[check]] tables).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Host identity (default: the hostname).
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
+    /// Availability zone of this host.
+    #[arg(long, value_name = "AZ")]
+    az: Option<String>,
+    /// Region of this host.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// A collector, ip:port or host:port (repeatable; replaces the configured list).
+    #[arg(long = "collector", value_name = "ADDR")]
+    collectors: Vec<String>,
+    /// Cycle length in seconds.
+    #[arg(long, value_name = "N")]
+    interval_secs: Option<u64>,
+    /// Directory standing for the host's `/`.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CollectorArgs {
+    /// Configuration file ([collector] section).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// gRPC address for agents and queries (default 127.0.0.1:7400).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTP address for the API and /metrics (default 127.0.0.1:7401).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -73,11 +115,81 @@ pub fn main() -> i32 {
             };
         }
     };
-    init_logging(cli.log.as_deref(), "warn");
+    let default_log = match cli.command {
+        Command::Agent(_) | Command::Collector(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log.as_deref(), default_log);
     match cli.command {
         Command::Check(args) => check(args),
         Command::Validate { config } => validate(&config),
+        Command::Agent(args) => agent(args),
+        Command::Collector(args) => collector(args),
     }
+}
+
+fn agent(args: AgentArgs) -> i32 {
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let overrides = crate::agent::Overrides {
+        host_id: args.host_id,
+        az: args.az,
+        region: args.region,
+        collectors: args.collectors,
+        interval_secs: args.interval_secs,
+        root: args.root,
+    };
+    let settings = match crate::agent::settings(&config, &overrides) {
+        Ok(s) => s,
+        Err(p) => return usage_error(format!("invalid agent settings:\n{p}")),
+    };
+    if !settings.root.dir().is_dir() {
+        return usage_error(format!(
+            "root {}: not a directory",
+            settings.root.dir().display()
+        ));
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hvprobe: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let code = rt.block_on(crate::agent::run(settings, &config));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+fn collector(args: CollectorArgs) -> i32 {
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let overrides = crate::collector::Overrides {
+        listen: args.listen,
+        http: args.http,
+    };
+    let settings = match crate::collector::settings(&config, &overrides) {
+        Ok(s) => s,
+        Err(p) => return usage_error(format!("invalid collector settings:\n{p}")),
+    };
+    crate::collector::raise_nofile();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hvprobe: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let code = rt.block_on(crate::collector::run(settings, None));
+    rt.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 /// Logs go to stderr, never stdout (stdout carries results).
@@ -112,7 +224,20 @@ fn validate(path: &std::path::Path) -> i32 {
                 .filter(|c| c.enabled())
                 .map(|c| c.kind().as_str())
                 .collect();
-            println!("{}: ok (checks: {})", path.display(), enabled.join(", "));
+            let mut parts = Vec::new();
+            if let Some(a) = &config.agent {
+                parts.push(format!(
+                    "agent az={} interval={}s collectors={}",
+                    a.az.as_deref().unwrap_or("?"),
+                    a.interval_secs,
+                    a.collectors.len()
+                ));
+            }
+            if let Some(c) = &config.collector {
+                parts.push(format!("collector grpc={} http={}", c.listen, c.http));
+            }
+            parts.push(format!("checks: {}", enabled.join(", ")));
+            println!("{}: ok ({})", path.display(), parts.join("; "));
             0
         }
         Err(e) => usage_error(e),

@@ -132,13 +132,163 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
+    agent: Option<AgentConfig>,
+    collector: Option<CollectorConfig>,
     #[serde(default)]
     check: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// `[agent]`: how `hvprobe agent` identifies the host and where it sends reports.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AgentConfig {
+    /// Host identity; default: the hostname.
+    pub host_id: Option<String>,
+    /// Availability zone (required to run the agent).
+    pub az: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Cycle length.
+    pub interval_secs: u64,
+    /// Random jitter added to each cycle, as a share of the interval (at most 10 s).
+    pub jitter_percent: f64,
+    /// Collectors, `ip:port` (dialled directly) or `host:port` (resolved once, last good address kept).
+    pub collectors: Vec<String>,
+    /// Host root for the checks (`/host` in a container).
+    pub root: String,
+    /// Ceiling of the reconnect backoff.
+    pub reconnect_max_secs: u64,
+    /// Deadline of one connection attempt.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            host_id: None,
+            az: None,
+            region: None,
+            interval_secs: 10,
+            jitter_percent: 10.0,
+            collectors: Vec::new(),
+            root: "/".into(),
+            reconnect_max_secs: 120,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A name: host id, AZ, region.
+fn check_ident(p: &mut Problems, key: &str, v: &str) {
+    if v.is_empty() || v.len() > 253 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        p.push(
+            key,
+            format!("{v:?} must be 1-253 characters without spaces"),
+        );
+    }
+}
+
+impl AgentConfig {
+    /// Collects what is wrong with this section.
+    pub fn validate(&self, p: &mut Problems) {
+        match &self.az {
+            Some(az) => check_ident(p, "az", az),
+            None => p.push("az", "required: the availability zone of this host"),
+        }
+        if let Some(h) = &self.host_id {
+            check_ident(p, "host-id", h);
+        }
+        if let Some(r) = &self.region {
+            check_ident(p, "region", r);
+        }
+        if !(1..=3600).contains(&self.interval_secs) {
+            p.push(
+                "interval-secs",
+                format!("must be between 1 and 3600, got {}", self.interval_secs),
+            );
+        }
+        if !(self.jitter_percent.is_finite() && (0.0..=50.0).contains(&self.jitter_percent)) {
+            p.push(
+                "jitter-percent",
+                format!("must be between 0 and 50, got {}", self.jitter_percent),
+            );
+        }
+        for c in &self.collectors {
+            if let Err(e) = crate::agent::uplink::parse_target(c) {
+                p.push("collectors", format!("{c:?}: {e}"));
+            }
+        }
+        if !self.root.starts_with('/') {
+            p.push("root", "must be an absolute path");
+        }
+        if !(1..=3600).contains(&self.reconnect_max_secs) {
+            p.push("reconnect-max-secs", "must be between 1 and 3600");
+        }
+        p.timeout("connect-timeout-ms", self.connect_timeout_ms);
+    }
+}
+
+/// `[collector]`: where `hvprobe collector` listens and how it protects itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CollectorConfig {
+    /// gRPC ingest and query address.
+    pub listen: String,
+    /// HTTP API and /metrics address.
+    pub http: String,
+    /// Most agent streams at once; beyond, new streams are refused with RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
+    /// Largest message accepted; a bigger one ends that stream only.
+    pub max_message_bytes: usize,
+    /// A host silent for this many of its intervals is stale.
+    pub stale_after_intervals: u32,
+    /// Base of the retry hint sent with a refusal (jittered up to twice this).
+    pub retry_after_ms: u64,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            listen: "127.0.0.1:7400".into(),
+            http: "127.0.0.1:7401".into(),
+            max_streams: 20_000,
+            max_message_bytes: 1 << 20,
+            stale_after_intervals: 3,
+            retry_after_ms: 30_000,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Collects what is wrong with this section.
+    pub fn validate(&self, p: &mut Problems) {
+        for (key, v) in [("listen", &self.listen), ("http", &self.http)] {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                p.push(key, format!("{v:?} is not an ip:port address"));
+            }
+        }
+        if self.max_streams == 0 {
+            p.push("max-streams", "must be positive");
+        }
+        if !(4096..=64 << 20).contains(&self.max_message_bytes) {
+            p.push("max-message-bytes", "must be between 4096 and 67108864");
+        }
+        if !(2..=100).contains(&self.stale_after_intervals) {
+            p.push("stale-after-intervals", "must be between 2 and 100");
+        }
+        if !(100..=3_600_000).contains(&self.retry_after_ms) {
+            p.push("retry-after-ms", "must be between 100 and 3600000");
+        }
+    }
 }
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `[agent]`, when present.
+    pub agent: Option<AgentConfig>,
+    /// `[collector]`, when present.
+    pub collector: Option<CollectorConfig>,
     /// One entry per check kind, in [`CheckKind::ALL`] order: the defaults, or the `[[check]]` table.
     pub checks: Vec<CheckConfig>,
 }
@@ -146,6 +296,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            agent: None,
+            collector: None,
             checks: CheckKind::ALL
                 .iter()
                 .map(|k| CheckConfig::default_for(*k))
@@ -172,7 +324,11 @@ impl Config {
         };
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| syntax(e.to_string().trim_end().to_owned()))?;
-        let mut config = Config::default();
+        let mut config = Config {
+            agent: raw.agent,
+            collector: raw.collector,
+            ..Config::default()
+        };
         let mut seen = BTreeSet::new();
         for (i, spanned) in raw.check.into_iter().enumerate() {
             let line = line_of(text, spanned.span().start);
@@ -220,6 +376,12 @@ impl Config {
     /// Everything wrong with the values.
     pub fn problems(&self) -> Problems {
         let mut p = Problems::default();
+        if let Some(a) = &self.agent {
+            p.scoped("agent.", |p| a.validate(p));
+        }
+        if let Some(c) = &self.collector {
+            p.scoped("collector.", |p| c.validate(p));
+        }
         for c in &self.checks {
             p.scoped(&format!("check.{}.", c.kind()), |p| c.validate(p));
         }
@@ -286,6 +448,14 @@ mod tests {
         assert!(e.contains("missing key `kind`"), "{e}");
         let e = err("[agnet]\naz = \"a\"\n");
         assert!(e.contains("agnet"), "{e}");
+        let e = err("[agent]\ninterval-secs = 10\n");
+        assert!(e.contains("agent.az: required"), "{e}");
+        let e = err("[agent]\naz = \"a\"\ncollectors = [\"nope\"]\n");
+        assert!(e.contains("agent.collectors: \"nope\""), "{e}");
+        let e = err("[collector]\nlisten = \"localhost\"\n");
+        assert!(e.contains("collector.listen"), "{e}");
+        let e = err("[collector]\nmax-strems = 3\n");
+        assert!(e.contains("max-strems"), "{e}");
         let e = err("[[check]]\nkind = \"conntrack\"\n[[check]]\nkind = \"conntrack\"\n");
         assert!(e.contains("configured twice"), "{e}");
         let e = err(

@@ -9,6 +9,9 @@
 //! - [`identity`]: hostname, kernel, boot id, boot time.
 //! - [`diag`]: rendering of one-shot results (human, JSON, Nagios); the CLI prints what it returns.
 //! - [`wire`]: the only module that knows the generated protobuf types.
+//! - [`agent`]: the scheduled agent and its uplinks to the collectors (backoff, jitter, sd_notify).
+//! - [`collector`]: gRPC ingest, the state owner, the HTTP API and metrics.
+//! - [`report`]: one cycle of one host, as the agent sends it and the collector keeps it.
 //! - [`cli`]: argument parsing, subcommand dispatch, exit codes.
 //!
 //! # Invariants
@@ -16,12 +19,15 @@
 //! - A failed observation is data (UNKNOWN with a reason), never a crash or an early exit.
 //! - Only [`wire`] touches generated proto types; only [`diag`] and [`cli`] produce user-facing text.
 
+pub mod agent;
 pub mod check;
 pub mod cli;
+pub mod collector;
 pub mod config;
 pub mod diag;
 pub mod host;
 pub mod identity;
 pub mod parse;
+pub mod report;
 pub mod util;
 pub mod wire;

@@ -671,3 +671,181 @@ pub fn ifname(tag: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A real `hvprobe collector` process on loopback ports of its own.
+pub struct Collector {
+    pub child: Option<ChildGuard>,
+    pub grpc: String,
+    pub http: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Collector {
+    /// Starts a collector with `extra` lines in its `[collector]` section.
+    pub fn start(extra: &str) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        std::fs::write(
+            dir.path().join("collector.toml"),
+            format!("[collector]\nlisten = \"{grpc}\"\nhttp = \"{http}\"\n{extra}\n"),
+        )
+        .expect("write collector.toml");
+        let mut c = Collector {
+            child: None,
+            grpc,
+            http,
+            dir,
+        };
+        c.restart();
+        c
+    }
+
+    /// (Re)starts the process on the same ports and waits until its API answers.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("collector.log")).expect("log");
+        let child = hvprobe()
+            .current_dir(self.dir.path())
+            .args(["collector", "--config"])
+            .arg(self.dir.path().join("collector.toml"))
+            .env("HVPROBE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start collector");
+        self.child = Some(ChildGuard(child));
+        let http = self.http.clone();
+        wait_for(std::time::Duration::from_secs(10), || {
+            http_get(&http, "/api/v1/hosts").filter(|(s, _)| *s == 200)
+        })
+        .unwrap_or_else(|| panic!("collector did not come up: {}", self.log()));
+    }
+
+    /// SIGKILL, as a crash or a power cut would.
+    pub fn kill9(&mut self) {
+        self.child.take();
+    }
+
+    /// The collector's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let (status, body) =
+            http_get(&self.http, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
+        assert!(
+            status == 200 || status == 404,
+            "GET {path}: {status} {body}"
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// `GET /api/v1/hosts`.
+    pub fn hosts(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/hosts")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// One host from `GET /api/v1/hosts`.
+    pub fn host(&self, id: &str) -> Option<serde_json::Value> {
+        self.hosts().into_iter().find(|h| h["host_id"] == id)
+    }
+
+    /// `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(&self.http, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// A metric's value (exact name with labels).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+        })
+    }
+}
+
+/// A real `hvprobe agent` process reading `host` as its root, checks memory, conntrack and md-raid.
+pub struct Agent {
+    pub child: Option<ChildGuard>,
+    pub id: String,
+    log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(
+        host: &FixtureHost,
+        id: &str,
+        az: &str,
+        collectors: &[&str],
+        interval_secs: u64,
+    ) -> Agent {
+        Agent::start_with(host, id, az, collectors, interval_secs, &[])
+    }
+
+    pub fn start_with(
+        host: &FixtureHost,
+        id: &str,
+        az: &str,
+        collectors: &[&str],
+        interval_secs: u64,
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let list: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
+        let cfg = host.path(&format!("agent-{id}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[agent]\nhost-id = \"{id}\"\naz = \"{az}\"\ninterval-secs = {interval_secs}\ncollectors = [{}]\nroot = \"{}\"\nreconnect-max-secs = 5\n\n[[check]]\nkind = \"dns\"\nenabled = false\n\n[[check]]\nkind = \"wireguard\"\nenabled = false\n",
+                list.join(", "),
+                host.root_str()
+            ),
+        )
+        .expect("write agent config");
+        let log = host.path(&format!("agent-{id}.log"));
+        let mut cmd = hvprobe();
+        cmd.args(["agent", "--config"])
+            .arg(&cfg)
+            .env("HVPROBE_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start agent");
+        Agent {
+            child: Some(ChildGuard(child)),
+            id: id.to_owned(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.0.id()).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.0.id().to_string()])
+            .status();
+        // Dropping the guard afterwards is harmless for a reaped child and kills one that hung.
+        wait_for(std::time::Duration::from_secs(5), || {
+            c.0.try_wait().ok().flatten()
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! One connection from the agent to one collector, kept up for the agent's whole life.
+//!
+//! Invariants, each from an incident:
+//! - **Independent**: every collector has its own task; one unreachable collector never delays another.
+//! - **No thundering herd**: a random first delay at start and after every disconnect, then gRPC's
+//!   connection backoff (1 s initial, x1.6, +/-20 % jitter, 120 s cap), so thousands of agents do not
+//!   arrive in the same second; a retry hint from an overloaded collector is obeyed (and jittered).
+//! - **No DNS dependency**: an `ip:port` collector is dialled directly; a `host:port` one is resolved at
+//!   each connection attempt, and the last good address is kept when resolution fails.
+//! - **Bounded memory**: health is state, not a log. The task only ever holds the latest report; reports
+//!   made while the collector was unreachable are counted (`missed_cycles`), not queued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::wire::pb;
+use crate::wire::pb::ingest_client::IngestClient;
+
+/// Where a collector is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An address: no DNS involved.
+    Addr(SocketAddr),
+    /// A name to resolve, and its port.
+    Name(String, u16),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "{a}"),
+            Target::Name(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// `10.0.0.5:7400`, `[fd00::5]:7400` or `collector.az1.example:7400` (an optional `http://` is accepted).
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(Target::Addr(a));
+    }
+    let (host, port) = s.rsplit_once(':').ok_or("expected host:port")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !valid {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    Ok(Target::Name(host.to_owned(), port))
+}
+
+/// gRPC connection backoff (<https://github.com/grpc/grpc/blob/master/doc/connection-backoff.md>).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Initial delay.
+    pub const INITIAL: Duration = Duration::from_secs(1);
+    /// Growth per failed attempt.
+    pub const MULTIPLIER: f64 = 1.6;
+    /// Relative jitter around each delay.
+    pub const JITTER: f64 = 0.2;
+
+    /// A backoff capped at `max`.
+    pub fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: Self::INITIAL.min(max),
+            max,
+        }
+    }
+
+    /// The delay before the next attempt; `unit` is a uniform random number in [0, 1).
+    pub fn next_delay(&mut self, unit: f64) -> Duration {
+        let base = self.next;
+        self.next = self.next.mul_f64(Self::MULTIPLIER).min(self.max);
+        let factor = 1.0 + Self::JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        base.mul_f64(factor).min(self.max)
+    }
+
+    /// Back to the initial delay (after a connection that worked).
+    pub fn reset(&mut self) {
+        self.next = Self::INITIAL.min(self.max);
+    }
+}
+
+/// How an uplink behaves.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// The collector.
+    pub target: Target,
+    /// Upper bound of the random first delay (at start and after a disconnect).
+    pub first_delay_max: Duration,
+    /// Backoff cap.
+    pub backoff_max: Duration,
+    /// Deadline of one connection attempt.
+    pub connect_timeout: Duration,
+}
+
+/// Why a session ended.
+enum End {
+    /// Shutdown was asked.
+    Shutdown,
+    /// The collector asked us to come back later.
+    RetryAfter(Duration),
+    /// The connection or the stream failed; `established` when it had worked before failing.
+    Failed { why: String, established: bool },
+}
+
+fn failed(why: impl Into<String>) -> End {
+    End::Failed {
+        why: why.into(),
+        established: false,
+    }
+}
+
+/// Sleeps unless shutdown comes first; returns false on shutdown.
+async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shutdown.wait_for(|s| *s) => false,
+    }
+}
+
+/// Runs the uplink until shutdown. `reports` carries the latest report of the agent.
+pub async fn run(
+    cfg: UplinkConfig,
+    mut reports: watch::Receiver<Option<Arc<pb::Report>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(cfg.backoff_max);
+    let mut last_good: Option<SocketAddr> = None;
+    let mut last_sent_seq: u64 = 0;
+    let mut connected_once = false;
+    let mut failures: u32 = 0;
+    let mut delay = cfg.first_delay_max.mul_f64(fastrand::f64());
+    loop {
+        if !pause(delay, &mut shutdown).await {
+            return;
+        }
+        let addr = match &cfg.target {
+            Target::Addr(a) => Some(*a),
+            Target::Name(host, port) => match tokio::net::lookup_host((host.as_str(), *port)).await
+            {
+                Ok(mut addrs) => {
+                    let a = addrs.next();
+                    if a.is_some() {
+                        last_good = a;
+                    }
+                    a.or(last_good)
+                }
+                Err(e) => {
+                    tracing::debug!(collector = %cfg.target, error = %e, "resolution failed; using the last good address");
+                    last_good
+                }
+            },
+        };
+        let end = match addr {
+            None => failed("cannot resolve the collector and no previous address"),
+            Some(addr) => {
+                session(
+                    &cfg,
+                    addr,
+                    &mut reports,
+                    &mut shutdown,
+                    &mut last_sent_seq,
+                    &mut backoff,
+                    &mut connected_once,
+                )
+                .await
+            }
+        };
+        delay = match end {
+            End::Shutdown => return,
+            End::RetryAfter(hint) => {
+                tracing::warn!(collector = %cfg.target, retry_after_ms = hint.as_millis() as u64, "collector sheds load; backing off as asked");
+                hint.mul_f64(1.0 + fastrand::f64())
+            }
+            // A working stream broke: come back after a random first delay, so the agents of a
+            // restarted collector do not all return in the same second.
+            End::Failed {
+                why,
+                established: true,
+            } => {
+                failures = 0;
+                tracing::warn!(collector = %cfg.target, error = %why, "lost the collector; reconnecting");
+                cfg.first_delay_max.mul_f64(fastrand::f64())
+            }
+            End::Failed {
+                why,
+                established: false,
+            } => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(collector = %cfg.target, attempts = failures, error = %why, "collector unreachable; retrying with backoff");
+                } else {
+                    tracing::debug!(collector = %cfg.target, attempts = failures, error = %why, "collector still unreachable");
+                }
+                backoff.next_delay(fastrand::f64())
+            }
+        };
+    }
+}
+
+/// One connection and one stream, until either fails or shutdown comes.
+#[allow(clippy::too_many_arguments)] // the state a session updates lives in the caller's loop
+async fn session(
+    cfg: &UplinkConfig,
+    addr: SocketAddr,
+    reports: &mut watch::Receiver<Option<Arc<pb::Report>>>,
+    shutdown: &mut watch::Receiver<bool>,
+    last_sent_seq: &mut u64,
+    backoff: &mut Backoff,
+    connected_once: &mut bool,
+) -> End {
+    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true),
+        Err(e) => return failed(e.to_string()),
+    };
+    let channel = tokio::select! {
+        c = endpoint.connect() => match c {
+            Ok(c) => c,
+            Err(e) => return failed(format!("connect {addr}: {e}")),
+        },
+        _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+    };
+    let mut client = IngestClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::Report>(2);
+    // The latest report goes first, so a collector that restarted knows this host at once.
+    let mut pending = reports.borrow_and_update().clone();
+    let call = client.stream(ReceiverStream::new(rx));
+    let send = |r: &Arc<pb::Report>, last: &mut u64| {
+        let mut m = (**r).clone();
+        m.missed_cycles = if *last == 0 || m.seq <= *last {
+            0
+        } else {
+            u32::try_from(m.seq - *last - 1).unwrap_or(u32::MAX)
+        };
+        let seq = m.seq;
+        match tx.try_send(m) {
+            Ok(()) => *last = seq,
+            // The collector does not keep up: this report is dropped (and counted as missed next time).
+            Err(_) => tracing::debug!(collector = %cfg.target, seq, "stream full; report skipped"),
+        }
+    };
+    if let Some(r) = pending.take() {
+        send(&r, last_sent_seq);
+    }
+    let response = tokio::select! {
+        r = call => r,
+        _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+    };
+    let mut acks = match response {
+        Ok(r) => r.into_inner(),
+        Err(status) => return refused(&status, false),
+    };
+    let mut acked = false;
+    loop {
+        tokio::select! {
+            changed = reports.changed() => {
+                if changed.is_err() {
+                    return End::Shutdown; // the agent is gone
+                }
+                let latest = reports.borrow_and_update().clone();
+                if let Some(r) = latest {
+                    send(&r, last_sent_seq);
+                }
+            }
+            ack = acks.message() => match ack {
+                Ok(Some(ack)) => {
+                    if !acked {
+                        acked = true;
+                        backoff.reset();
+                        if *connected_once {
+                            tracing::info!(collector = %cfg.target, %addr, "reconnected to collector");
+                        } else {
+                            tracing::info!(collector = %cfg.target, %addr, "connected to collector");
+                        }
+                        *connected_once = true;
+                    }
+                    if !ack.message.is_empty() {
+                        tracing::warn!(collector = %cfg.target, message = %ack.message, "collector says");
+                    }
+                    if ack.retry_after_ms > 0 {
+                        return End::RetryAfter(Duration::from_millis(u64::from(ack.retry_after_ms)));
+                    }
+                }
+                Ok(None) => {
+                    return End::Failed {
+                        why: "collector closed the stream".into(),
+                        established: acked,
+                    };
+                }
+                Err(status) => return refused(&status, acked),
+            },
+            _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+        }
+    }
+}
+
+/// A refusal with a retry hint, or a plain failure.
+fn refused(status: &tonic::Status, established: bool) -> End {
+    let hint = status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match (status.code(), hint) {
+        (tonic::Code::ResourceExhausted, Some(ms)) => End::RetryAfter(Duration::from_millis(ms)),
+        _ => End::Failed {
+            why: format!("{}: {}", status.code(), status.message()),
+            established,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("10.0.0.5:7400"),
+            Ok(Target::Addr("10.0.0.5:7400".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("[fd00::5]:7400"),
+            Ok(Target::Addr("[fd00::5]:7400".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("http://10.0.0.5:7400/"),
+            Ok(Target::Addr("10.0.0.5:7400".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("collector.az1.example:7400"),
+            Ok(Target::Name("collector.az1.example".into(), 7400))
+        );
+        assert!(parse_target("collector").is_err());
+        assert!(parse_target("bad host:7400").is_err());
+        assert!(parse_target("x:99999").is_err());
+    }
+
+    #[test]
+    fn backoff_follows_grpc() {
+        let mut b = Backoff::new(Duration::from_secs(120));
+        // Without jitter (unit = 0.5): 1, 1.6, 2.56, 4.096 ... capped at 120.
+        let d: Vec<f64> = (0..12).map(|_| b.next_delay(0.5).as_secs_f64()).collect();
+        assert!(
+            (d[0] - 1.0).abs() < 1e-9 && (d[1] - 1.6).abs() < 1e-9 && (d[2] - 2.56).abs() < 1e-9,
+            "{d:?}"
+        );
+        assert_eq!(d[11], 120.0);
+        // Jitter stays within +/-20 %.
+        let mut b = Backoff::new(Duration::from_secs(120));
+        assert!((b.next_delay(0.0).as_secs_f64() - 0.8).abs() < 1e-9);
+        assert!((b.next_delay(0.999_999).as_secs_f64() - 1.92).abs() < 1e-3);
+        b.reset();
+        assert!((b.next_delay(0.5).as_secs_f64() - 1.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,210 @@
+//! The collector's HTTP surface: the query API (JSON) and `/metrics` (Prometheus text).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::state::{Handle, HostStatus, IngestStats, State};
+use crate::util::rfc3339;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct Api {
+    /// The state owner.
+    pub state: Handle,
+    /// Ingest counters.
+    pub stats: Arc<IngestStats>,
+}
+
+/// The routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{id}", get(host))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(api)
+}
+
+/// A JSON error body.
+pub fn error(code: StatusCode, msg: &str) -> Response {
+    (code, axum::Json(json!({ "error": msg }))).into_response()
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "collector state unavailable",
+    )
+}
+
+async fn hosts(AxState(api): AxState<Api>) -> Response {
+    let list = api
+        .state
+        .query(|s| {
+            let now = Instant::now();
+            s.hosts
+                .values()
+                .map(|h| s.summary(h, now))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    match list {
+        Some(l) => axum::Json(l).into_response(),
+        None => unavailable(),
+    }
+}
+
+fn host_json(s: &State, id: &str) -> Option<serde_json::Value> {
+    let h = s.hosts.get(id)?;
+    let now = Instant::now();
+    let summary = s.summary(h, now);
+    let r = &h.report;
+    Some(json!({
+        "host_id": r.host_id,
+        "az": r.az,
+        "region": r.region,
+        "status": summary.status,
+        "last_seen": summary.last_seen,
+        "age_secs": summary.age_secs,
+        "observed_at": rfc3339(r.observed_at),
+        "boot_id": r.boot_id,
+        "boot_time": r.boot_time,
+        "seq": r.seq,
+        "interval_secs": r.interval.as_secs(),
+        "missed_cycles": r.missed_cycles,
+        "agent_version": r.agent_version,
+        "agent": r.agent,
+        "conflict": summary.conflict,
+        "checks": r.checks.iter().map(|c| json!({
+            "check": c.kind.as_str(),
+            "status": c.outcome.status,
+            "summary": c.outcome.summary,
+            "reason": c.outcome.reason.map(|x| x.as_str()),
+            "duration_ms": c.duration.as_millis() as u64,
+            "details": c.outcome.details,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn host(AxState(api): AxState<Api>, Path(id): Path<String>) -> Response {
+    match api.state.query(move |s| host_json(s, &id)).await {
+        Some(Some(v)) => axum::Json(v).into_response(),
+        Some(None) => error(StatusCode::NOT_FOUND, "no such host"),
+        None => unavailable(),
+    }
+}
+
+/// Escapes a Prometheus label value.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Appends one metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+fn render_metrics(s: &State, stats: &IngestStats) -> String {
+    let now = Instant::now();
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "hvprobe_collector_connected_agents",
+        "gauge",
+        "Agent streams open that have reported.",
+        &[(String::new(), s.connected_agents() as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_streams",
+        "gauge",
+        "Agent streams open.",
+        &[(String::new(), s.streams.len() as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_reports_total",
+        "counter",
+        "Reports accepted.",
+        &[(String::new(), s.reports_total as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_reports_per_second",
+        "gauge",
+        "Reports accepted per second over the last minute.",
+        &[(String::new(), (s.rate(now) * 100.0).round() / 100.0)],
+    );
+    let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    family(
+        &mut out,
+        "hvprobe_collector_rejected_streams_total",
+        "counter",
+        "Streams refused or ended by the collector, by reason.",
+        &[
+            ("{reason=\"capacity\"}".into(), r(&stats.rejected_capacity)),
+            (
+                "{reason=\"malformed\"}".into(),
+                r(&stats.rejected_malformed),
+            ),
+            ("{reason=\"invalid\"}".into(), r(&stats.rejected_invalid)),
+            ("{reason=\"shed\"}".into(), r(&stats.shed)),
+        ],
+    );
+    let counts = s.counts_by_az(now);
+    let mut azs: Vec<&String> = counts.keys().map(|(az, _)| az).collect();
+    azs.dedup();
+    let mut samples = Vec::new();
+    for az in azs {
+        for st in HostStatus::ALL {
+            let n = counts.get(&(az.clone(), st)).copied().unwrap_or(0);
+            samples.push((
+                format!("{{az=\"{}\",status=\"{}\"}}", label(az), st.as_str()),
+                n as f64,
+            ));
+        }
+    }
+    family(
+        &mut out,
+        "hvprobe_collector_hosts",
+        "gauge",
+        "Known hosts per AZ by status (stale = no recent report).",
+        &samples,
+    );
+    let conflicts = s
+        .hosts
+        .values()
+        .filter(|h| h.conflict_with.is_some())
+        .count();
+    family(
+        &mut out,
+        "hvprobe_collector_host_id_conflicts",
+        "gauge",
+        "Host ids claimed by two live streams.",
+        &[(String::new(), conflicts as f64)],
+    );
+    out
+}
+
+async fn metrics(AxState(api): AxState<Api>) -> Response {
+    let stats = api.stats.clone();
+    match api.state.query(move |s| render_metrics(s, &stats)).await {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        None => unavailable(),
+    }
+}

@@ -1,0 +1,151 @@
+//! `hvprobe collector`: gRPC ingest from the agents, the latest state of every host, an HTTP query API
+//! and metrics.
+//!
+//! The collector exists for the incidents where monitoring itself failed: it shows silence as `stale`
+//! (never "down"), refuses load it cannot take instead of slowing everyone, and is meant to run in every
+//! AZ at once (agents stream to all collectors), so losing one AZ loses no view.
+
+pub mod http;
+pub mod ingest;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{CollectorConfig, Config, Problems};
+use crate::wire::pb;
+
+/// Flags of `hvprobe collector` that override `[collector]`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--http`.
+    pub http: Option<String>,
+}
+
+/// Merges `[collector]` and the flags, and validates the result.
+pub fn settings(config: &Config, o: &Overrides) -> Result<CollectorConfig, Problems> {
+    let mut c = config.collector.clone().unwrap_or_default();
+    if let Some(l) = &o.listen {
+        c.listen = l.clone();
+    }
+    if let Some(h) = &o.http {
+        c.http = h.clone();
+    }
+    let mut p = Problems::default();
+    p.scoped("collector.", |p| c.validate(p));
+    if p.is_empty() { Ok(c) } else { Err(p) }
+}
+
+/// Raises the soft limit of open files to the hard limit: every agent holds a connection.
+pub fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit");
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
+    let a: SocketAddr = addr.parse().map_err(|e| format!("{what} {addr}: {e}"))?;
+    TcpListener::bind(a)
+        .await
+        .map_err(|e| format!("cannot listen on {a} ({what}): {e}"))
+}
+
+/// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
+pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
+    let grpc = match bind("gRPC", &cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let web = match bind("HTTP", &cfg.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8192);
+    let handle = state::Handle { tx };
+    let owner = tokio::spawn(state::run(state::State::new(cfg.stale_after_intervals), rx));
+    let stats = Arc::new(state::IngestStats::default());
+    let ingest = ingest::IngestService::new(
+        handle.clone(),
+        stats.clone(),
+        cfg.max_streams,
+        Duration::from_millis(cfg.retry_after_ms),
+    );
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::ingest_server::IngestServer<ingest::IngestService>>()
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grpc_addr = grpc.local_addr().ok();
+    let web_addr = web.local_addr().ok();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health)
+            .add_service(
+                pb::ingest_server::IngestServer::new(ingest)
+                    .max_decoding_message_size(cfg.max_message_bytes),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                wait_stop(stop_rx.clone()),
+            ),
+    );
+    let router = http::router(http::Api {
+        state: handle.clone(),
+        stats,
+    });
+    let web_task = tokio::spawn(async move {
+        axum::serve(web, router)
+            .with_graceful_shutdown(wait_stop(stop_rx))
+            .await
+    });
+    tracing::info!(grpc = ?grpc_addr, http = ?web_addr, max_streams = cfg.max_streams, "collector started");
+    let notifier = crate::agent::notify::Notifier::from_env();
+    notifier.ready();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGTERM handler");
+            return crate::cli::EXIT_SOFTWARE;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping");
+    notifier.stopping();
+    health_reporter
+        .set_not_serving::<pb::ingest_server::IngestServer<ingest::IngestService>>()
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = grpc_task.await;
+        let _ = web_task.await;
+    })
+    .await;
+    drop(handle);
+    owner.abort();
+    0
+}

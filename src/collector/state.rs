@@ -1,0 +1,470 @@
+//! The collector's state: one task owns it, everything else sends it messages.
+//!
+//! Invariants:
+//! - **Missing data is stale, never "down".** A host that has not reported for `stale-after-intervals` of
+//!   its own interval is `stale`; nothing here ever turns silence into a failure.
+//! - **Health is state, not a log.** Only the latest report per host is kept; memory is bounded by the
+//!   number of hosts.
+//! - **No silent merges.** A host id reported by two live streams at once is flagged as a conflict (shown
+//!   in the API and metrics, told to both agents), not blended.
+//! - Queries get snapshots; the owner never waits on a reader.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::check::Status;
+use crate::report::HostReport;
+use crate::util::rfc3339;
+
+/// A host's status as the collector sees it: a check status, or stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostStatus {
+    /// Worst check OK.
+    Ok,
+    /// Worst check WARN.
+    Warn,
+    /// Worst check CRIT.
+    Crit,
+    /// Worst check UNKNOWN (or no checks).
+    Unknown,
+    /// No report for `stale-after-intervals` intervals: no data, not a failure.
+    Stale,
+}
+
+impl HostStatus {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Ok => "ok",
+            HostStatus::Warn => "warn",
+            HostStatus::Crit => "crit",
+            HostStatus::Unknown => "unknown",
+            HostStatus::Stale => "stale",
+        }
+    }
+
+    /// Every value, for metrics.
+    pub const ALL: [HostStatus; 5] = [
+        HostStatus::Ok,
+        HostStatus::Warn,
+        HostStatus::Crit,
+        HostStatus::Unknown,
+        HostStatus::Stale,
+    ];
+
+    fn of(s: Status) -> HostStatus {
+        match s {
+            Status::Ok => HostStatus::Ok,
+            Status::Warn => HostStatus::Warn,
+            Status::Crit => HostStatus::Crit,
+            Status::Unknown => HostStatus::Unknown,
+        }
+    }
+}
+
+/// What the collector keeps per host.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// The latest report.
+    pub report: HostReport,
+    /// When it arrived (collector clock).
+    pub last_seen: SystemTime,
+    /// Monotonic arrival time, for staleness.
+    pub last_seen_at: Instant,
+    /// Stream the latest report came on.
+    pub stream: u64,
+    /// Another live stream reports the same host id.
+    pub conflict_with: Option<u64>,
+}
+
+impl HostEntry {
+    /// Stale when silent for `intervals` of its own interval.
+    pub fn is_stale(&self, now: Instant, intervals: u32) -> bool {
+        now.saturating_duration_since(self.last_seen_at) > self.report.interval * intervals
+    }
+
+    /// The host's status at `now`.
+    pub fn status(&self, now: Instant, intervals: u32) -> HostStatus {
+        if self.is_stale(now, intervals) {
+            HostStatus::Stale
+        } else {
+            HostStatus::of(self.report.status())
+        }
+    }
+}
+
+/// The answer to one report.
+#[derive(Debug, Clone, Default)]
+pub struct AckInfo {
+    /// A message for the agent (conflicts).
+    pub message: String,
+}
+
+/// Counters of the ingest layer, updated without going through the owner (so counting a refusal never
+/// waits on a saturated owner).
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Streams refused at capacity.
+    pub rejected_capacity: AtomicU64,
+    /// Streams ended by a malformed or oversized message.
+    pub rejected_malformed: AtomicU64,
+    /// Streams ended by a report with invalid identity fields.
+    pub rejected_invalid: AtomicU64,
+    /// Reports answered with a retry hint because the state owner was saturated.
+    pub shed: AtomicU64,
+}
+
+impl IngestStats {
+    /// Adds one to a counter.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Messages to the state owner.
+pub enum Cmd {
+    /// A stream opened.
+    StreamOpened {
+        /// Stream id.
+        stream: u64,
+        /// Remote address.
+        peer: Option<SocketAddr>,
+    },
+    /// A stream ended.
+    StreamClosed {
+        /// Stream id.
+        stream: u64,
+    },
+    /// A validated report.
+    Report {
+        /// Stream id.
+        stream: u64,
+        /// The report.
+        report: Box<HostReport>,
+        /// Where to send the ack.
+        reply: oneshot::Sender<AckInfo>,
+    },
+    /// Read-only access to the state.
+    Query(Box<dyn FnOnce(&State) + Send>),
+}
+
+/// The state owned by one task.
+pub struct State {
+    /// Hosts by id.
+    pub hosts: BTreeMap<String, HostEntry>,
+    /// Live streams and their peers.
+    pub streams: HashMap<u64, Option<SocketAddr>>,
+    /// Streams that sent at least one report.
+    pub reporting_streams: HashSet<u64>,
+    /// Reports accepted.
+    pub reports_total: u64,
+    /// Arrival times of the last minute's reports, for the rate.
+    recent: VecDeque<Instant>,
+    /// Staleness threshold in intervals.
+    pub stale_after_intervals: u32,
+    /// When the collector started.
+    pub started: Instant,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(stale_after_intervals: u32) -> State {
+        State {
+            hosts: BTreeMap::new(),
+            streams: HashMap::new(),
+            reporting_streams: HashSet::new(),
+            reports_total: 0,
+            recent: VecDeque::new(),
+            stale_after_intervals,
+            started: Instant::now(),
+        }
+    }
+
+    /// Applies one report; returns what to tell the agent.
+    pub fn apply(&mut self, stream: u64, report: HostReport, now: Instant) -> AckInfo {
+        self.reports_total += 1;
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(60))
+        {
+            self.recent.pop_front();
+        }
+        self.reporting_streams.insert(stream);
+        let mut ack = AckInfo::default();
+        let id = report.host_id.clone();
+        let conflict_with = match self.hosts.get(&id) {
+            Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
+                let other = self.streams.get(&prev.stream).copied().flatten();
+                tracing::warn!(host_id = %id, stream, other_stream = prev.stream, other_peer = ?other,
+                    "host id reported by two live streams");
+                ack.message = format!(
+                    "host id {id:?} is also reported by another live stream{}: fix host-id on one of them",
+                    other.map(|a| format!(" from {a}")).unwrap_or_default()
+                );
+                Some(prev.stream)
+            }
+            Some(prev) => prev
+                .conflict_with
+                .filter(|s| self.streams.contains_key(s) && *s != stream),
+            None => None,
+        };
+        self.hosts.insert(
+            id,
+            HostEntry {
+                report,
+                last_seen: SystemTime::now(),
+                last_seen_at: now,
+                stream,
+                conflict_with,
+            },
+        );
+        ack
+    }
+
+    /// Reports per second over the last minute (or since start, if shorter).
+    pub fn rate(&self, now: Instant) -> f64 {
+        let window = now
+            .saturating_duration_since(self.started)
+            .min(Duration::from_secs(60))
+            .as_secs_f64()
+            .max(1.0);
+        let n = self
+            .recent
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) <= Duration::from_secs(60))
+            .count();
+        n as f64 / window
+    }
+
+    /// Live streams that have reported.
+    pub fn connected_agents(&self) -> usize {
+        self.reporting_streams.len()
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::StreamOpened { stream, peer } => {
+                self.streams.insert(stream, peer);
+            }
+            Cmd::StreamClosed { stream } => {
+                self.streams.remove(&stream);
+                self.reporting_streams.remove(&stream);
+                for h in self.hosts.values_mut() {
+                    if h.conflict_with == Some(stream) {
+                        h.conflict_with = None;
+                    }
+                }
+            }
+            Cmd::Report {
+                stream,
+                report,
+                reply,
+            } => {
+                let ack = self.apply(stream, *report, Instant::now());
+                let _ = reply.send(ack);
+            }
+            Cmd::Query(f) => f(self),
+        }
+    }
+}
+
+/// Runs the owner until every sender is gone.
+pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
+    while let Some(cmd) = rx.recv().await {
+        state.handle(cmd);
+    }
+}
+
+/// A cheap handle for talking to the owner.
+#[derive(Clone)]
+pub struct Handle {
+    /// The owner's inbox.
+    pub tx: mpsc::Sender<Cmd>,
+}
+
+impl Handle {
+    /// Runs `f` on the state and returns its result; `None` if the owner is gone.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Query(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            })))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Sends a notice, waiting for room: stream bookkeeping must not be lost.
+    pub async fn notify(&self, cmd: Cmd) {
+        let _ = self.tx.send(cmd).await;
+    }
+}
+
+/// One host in `GET /api/v1/hosts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSummary {
+    /// Host id.
+    pub host_id: String,
+    /// AZ.
+    pub az: String,
+    /// Region.
+    pub region: Option<String>,
+    /// Worst check status, or stale.
+    pub status: HostStatus,
+    /// When the latest report arrived, RFC 3339.
+    pub last_seen: String,
+    /// Seconds since then.
+    pub age_secs: u64,
+    /// Kernel boot id.
+    pub boot_id: String,
+    /// Cycle number.
+    pub seq: u64,
+    /// The agent's interval.
+    pub interval_secs: u64,
+    /// Agent version.
+    pub agent_version: String,
+    /// Another live stream claims this host id.
+    pub conflict: bool,
+    /// Per check: status and summary.
+    pub checks: Vec<CheckLine>,
+}
+
+/// A check's status and summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckLine {
+    /// Stable check name.
+    pub check: &'static str,
+    /// Status.
+    pub status: Status,
+    /// Summary.
+    pub summary: String,
+}
+
+impl State {
+    /// The summary of one host at `now`.
+    pub fn summary(&self, h: &HostEntry, now: Instant) -> HostSummary {
+        let r = &h.report;
+        HostSummary {
+            host_id: r.host_id.clone(),
+            az: r.az.clone(),
+            region: r.region.clone(),
+            status: h.status(now, self.stale_after_intervals),
+            last_seen: rfc3339(h.last_seen),
+            age_secs: now.saturating_duration_since(h.last_seen_at).as_secs(),
+            boot_id: r.boot_id.clone(),
+            seq: r.seq,
+            interval_secs: r.interval.as_secs(),
+            agent_version: r.agent_version.clone(),
+            conflict: h.conflict_with.is_some(),
+            checks: r
+                .checks
+                .iter()
+                .map(|c| CheckLine {
+                    check: c.kind.as_str(),
+                    status: c.outcome.status,
+                    summary: c.outcome.summary.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Hosts per (AZ, status) at `now`.
+    pub fn counts_by_az(&self, now: Instant) -> BTreeMap<(String, HostStatus), usize> {
+        let mut m = BTreeMap::new();
+        for h in self.hosts.values() {
+            *m.entry((
+                h.report.az.clone(),
+                h.status(now, self.stale_after_intervals),
+            ))
+            .or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str, interval: u64) -> HostReport {
+        HostReport {
+            host_id: id.into(),
+            az: "az1".into(),
+            region: None,
+            agent_version: "t".into(),
+            boot_id: "b".into(),
+            boot_time: None,
+            interval: Duration::from_secs(interval),
+            seq: 1,
+            observed_at: SystemTime::now(),
+            missed_cycles: 0,
+            agent: None,
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn silence_makes_a_host_stale_never_down() {
+        let mut s = State::new(3);
+        let t0 = Instant::now();
+        s.apply(1, report("hv1", 10), t0);
+        let h = &s.hosts["hv1"];
+        assert_eq!(
+            h.status(t0 + Duration::from_secs(30), 3),
+            HostStatus::Unknown,
+            "no checks yet"
+        );
+        assert_eq!(h.status(t0 + Duration::from_secs(31), 3), HostStatus::Stale);
+    }
+
+    #[test]
+    fn two_live_streams_for_one_host_are_a_conflict() {
+        let mut s = State::new(3);
+        let t0 = Instant::now();
+        s.handle(Cmd::StreamOpened {
+            stream: 1,
+            peer: None,
+        });
+        s.handle(Cmd::StreamOpened {
+            stream: 2,
+            peer: "10.0.0.7:5000".parse().ok(),
+        });
+        assert!(s.apply(1, report("hv1", 10), t0).message.is_empty());
+        let ack = s.apply(2, report("hv1", 10), t0);
+        assert!(ack.message.contains("hv1"), "{}", ack.message);
+        assert_eq!(s.hosts["hv1"].conflict_with, Some(1));
+        // The first stream goes away: no conflict any more.
+        s.handle(Cmd::StreamClosed { stream: 1 });
+        assert_eq!(s.hosts["hv1"].conflict_with, None);
+        // A reconnect of the same agent (old stream closed) is not a conflict.
+        s.handle(Cmd::StreamOpened {
+            stream: 3,
+            peer: None,
+        });
+        s.handle(Cmd::StreamClosed { stream: 2 });
+        assert!(s.apply(3, report("hv1", 10), t0).message.is_empty());
+    }
+
+    #[test]
+    fn rate_over_the_last_minute() {
+        let mut s = State::new(3);
+        s.started = Instant::now() - Duration::from_secs(120);
+        let now = Instant::now();
+        for i in 0..120 {
+            s.apply(1, report(&format!("h{i}"), 10), now);
+        }
+        assert!((s.rate(now) - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,99 @@
+//! The unit the agent sends and the collector keeps: one cycle of one host.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::check::Status;
+use crate::check::runner::CheckReport;
+
+/// The agent's own footprint.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AgentSelf {
+    /// Resident set size.
+    pub rss_bytes: u64,
+    /// CPU time since start (user + system).
+    pub cpu_seconds: f64,
+}
+
+/// One cycle of one host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostReport {
+    /// Stable host identity.
+    pub host_id: String,
+    /// Availability zone.
+    pub az: String,
+    /// Region, when configured.
+    pub region: Option<String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// Kernel boot id (changes on every boot).
+    pub boot_id: String,
+    /// Boot time, seconds since the epoch.
+    pub boot_time: Option<u64>,
+    /// The agent's cycle length.
+    pub interval: Duration,
+    /// Cycle number since the agent started.
+    pub seq: u64,
+    /// When the cycle ended (agent clock).
+    pub observed_at: SystemTime,
+    /// Cycles this collector missed before this report.
+    pub missed_cycles: u32,
+    /// The agent's footprint.
+    pub agent: Option<AgentSelf>,
+    /// Every check.
+    pub checks: Vec<CheckReport>,
+}
+
+impl HostReport {
+    /// Worst check status (UNKNOWN when there is none).
+    pub fn status(&self) -> Status {
+        Status::worst_of(self.checks.iter().map(|c| c.outcome.status)).unwrap_or(Status::Unknown)
+    }
+}
+
+/// Largest values a collector accepts from an agent.
+pub mod limits {
+    /// Host ids and AZ names are identifiers, not documents.
+    pub const MAX_ID: usize = 253;
+    /// Cycle length bounds, seconds.
+    pub const MAX_INTERVAL_SECS: u32 = 3600;
+    /// A report carries one result per check kind, plus room for newer kinds.
+    pub const MAX_CHECKS: usize = 32;
+}
+
+/// Checks a report's identity fields; the collector refuses the stream otherwise.
+pub fn validate(r: &HostReport) -> Result<(), String> {
+    let ident = |what: &str, v: &str| -> Result<(), String> {
+        if v.is_empty()
+            || v.len() > limits::MAX_ID
+            || v.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            Err(format!(
+                "{what} {v:?} is empty, too long or has spaces/control characters"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    ident("host_id", &r.host_id)?;
+    ident("az", &r.az)?;
+    if let Some(region) = &r.region {
+        ident("region", region)?;
+    }
+    let secs = r.interval.as_secs();
+    if secs == 0 || secs > u64::from(limits::MAX_INTERVAL_SECS) {
+        return Err(format!(
+            "interval_secs {secs} out of 1..={}",
+            limits::MAX_INTERVAL_SECS
+        ));
+    }
+    if r.checks.len() > limits::MAX_CHECKS {
+        return Err(format!(
+            "{} checks, at most {}",
+            r.checks.len(),
+            limits::MAX_CHECKS
+        ));
+    }
+    Ok(())
+}

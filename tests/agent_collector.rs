@@ -1,0 +1,499 @@
+//! Agents and collectors as real processes on loopback: reports arrive, silence is stale, a killed
+//! collector gets every agent back by itself, two collectors are independent, and a bad stream hurts no
+//! other. Intervals are 1 s to keep the suite short.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Agent, Collector, FixtureHost, wait_for};
+use hvprobe::wire::pb;
+
+/// A healthy host, a host whose conntrack table is 80 % full, and one with a degraded RAID1.
+fn fleet_hosts() -> (FixtureHost, FixtureHost, FixtureHost) {
+    let ok = FixtureHost::kernel_6_18();
+    let warn = FixtureHost::kernel_6_18();
+    warn.set_conntrack(800, 1000);
+    let crit = FixtureHost::kernel_6_18();
+    crit.write(
+        "proc/mdstat",
+        "Personalities : [raid1]\nmd0 : active raid1 sda1[0]\n      1048512 blocks super 1.2 [2/1] [U_]\n\nunused devices: <none>\n",
+    );
+    (ok, warn, crit)
+}
+
+fn wait_hosts(c: &Collector, n: usize, within: Duration) -> Vec<serde_json::Value> {
+    wait_for(within, || {
+        let hosts = c.hosts();
+        (hosts.len() >= n && hosts.iter().all(|h| h["status"] != "stale")).then_some(hosts)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{n} hosts did not report within {within:?}: {:?}\n{}",
+            c.hosts(),
+            c.log()
+        )
+    })
+}
+
+#[test]
+fn reports_arrive_and_the_api_reflects_them() {
+    let c = Collector::start("");
+    let (h1, h2, h3) = fleet_hosts();
+    let _a = Agent::start(&h1, "hv-ok", "az1", &[&c.grpc], 1);
+    let _b = Agent::start(&h2, "hv-warn", "az1", &[&c.grpc], 1);
+    let _d = Agent::start(&h3, "hv-crit", "az2", &[&c.grpc], 1);
+    let hosts = wait_hosts(&c, 3, Duration::from_secs(15));
+    let by_id = |id: &str| hosts.iter().find(|h| h["host_id"] == id).unwrap().clone();
+    assert_eq!(by_id("hv-ok")["status"], "ok");
+    assert_eq!(by_id("hv-warn")["status"], "warn");
+    assert_eq!(by_id("hv-crit")["status"], "crit");
+    let crit = by_id("hv-crit");
+    assert_eq!(crit["az"], "az2");
+    assert!(crit["last_seen"].as_str().unwrap().ends_with('Z'));
+    let md = crit["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "md-raid")
+        .unwrap();
+    assert_eq!(md["status"], "crit");
+    assert!(
+        md["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("md0 degraded [U_]"),
+        "{md}"
+    );
+    assert!(!crit["boot_id"].as_str().unwrap().is_empty() || crit["boot_id"] == "");
+
+    // The full latest report, typed details included.
+    let full = c.get("/api/v1/hosts/hv-warn");
+    assert_eq!(full["interval_secs"], 1);
+    let ct = full["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "conntrack")
+        .unwrap();
+    assert_eq!(ct["details"]["used_percent"], 80.0);
+    assert!(full["agent"]["rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(c.get("/api/v1/hosts/nope")["error"], "no such host");
+
+    let m = c.metrics();
+    assert!(m.contains("hvprobe_collector_connected_agents 3"), "{m}");
+    assert!(
+        m.contains("hvprobe_collector_hosts{az=\"az1\",status=\"warn\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hvprobe_collector_hosts{az=\"az2\",status=\"crit\"} 1"),
+        "{m}"
+    );
+    assert!(c.metric("hvprobe_collector_reports_total").unwrap() >= 3.0);
+}
+
+#[test]
+fn a_stopped_agent_becomes_stale_never_down() {
+    let c = Collector::start("");
+    let host = FixtureHost::kernel_6_18();
+    let mut agent = Agent::start(&host, "hv-1", "az1", &[&c.grpc], 1);
+    wait_hosts(&c, 1, Duration::from_secs(15));
+    let t = Instant::now();
+    let status = agent.terminate().expect("agent exits on SIGTERM");
+    assert!(status.success(), "{status:?}: {}", agent.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "SIGTERM took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        c.host("hv-1").unwrap()["status"],
+        "ok",
+        "one missed cycle is not yet stale"
+    );
+    let stale = wait_for(Duration::from_secs(10), || {
+        let h = c.host("hv-1")?;
+        (h["status"] == "stale").then_some(Instant::now())
+    })
+    .expect("the host never became stale");
+    // The last report came at most ~1 interval before SIGTERM; stale needs 3 intervals of silence.
+    let after = stale.duration_since(t);
+    assert!(
+        after >= Duration::from_secs(2),
+        "stale {after:?} after the stop: too early for 3 intervals"
+    );
+    let m = c.metrics();
+    assert!(
+        m.contains("hvprobe_collector_hosts{az=\"az1\",status=\"stale\"} 1"),
+        "{m}"
+    );
+    assert!(!m.contains("down"));
+}
+
+#[test]
+fn agents_come_back_by_themselves_after_the_collector_is_killed() {
+    let mut c = Collector::start("");
+    let hosts: Vec<FixtureHost> = (0..3).map(|_| FixtureHost::kernel_6_18()).collect();
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Agent::start(h, &format!("hv-{i}"), "az1", &[&c.grpc], 1))
+        .collect();
+    wait_hosts(&c, 3, Duration::from_secs(15));
+    let pids: Vec<u32> = agents.iter().map(Agent::pid).collect();
+    c.kill9();
+    std::thread::sleep(Duration::from_secs(3));
+    c.restart();
+    assert!(c.hosts().is_empty(), "a restarted collector starts empty");
+    // Bound: first delay (<= 1 interval) plus the backoff reached during 3 s of failures (~1.6 + 2.6 s,
+    // capped at reconnect-max-secs = 5), with jitter.
+    let t = Instant::now();
+    wait_hosts(&c, 3, Duration::from_secs(15));
+    eprintln!("all agents back {:?} after the restart", t.elapsed());
+    let after: Vec<u32> = agents.iter().map(Agent::pid).collect();
+    assert_eq!(pids, after, "no agent restarted");
+    for a in &agents {
+        assert!(
+            a.log().contains("collector unreachable") || a.log().contains("lost the collector"),
+            "{}",
+            a.log()
+        );
+    }
+}
+
+#[test]
+fn with_two_collectors_one_down_the_other_keeps_reporting() {
+    let c1 = Collector::start("");
+    let mut c2 = Collector::start("");
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, "hv-dual", "az1", &[&c1.grpc, &c2.grpc], 1);
+    wait_hosts(&c1, 1, Duration::from_secs(15));
+    wait_hosts(&c2, 1, Duration::from_secs(15));
+    c2.kill9();
+    let seq = |c: &Collector| {
+        c.host("hv-dual")
+            .map(|h| h["seq"].as_u64().unwrap())
+            .unwrap_or(0)
+    };
+    let before = seq(&c1);
+    std::thread::sleep(Duration::from_secs(4));
+    let after = seq(&c1);
+    assert!(
+        after >= before + 2,
+        "c1 stopped getting reports while c2 was down: {before} -> {after}"
+    );
+    assert_eq!(c1.host("hv-dual").unwrap()["status"], "ok");
+    // c2 comes back: the agent reconnects and tells it how many cycles it missed.
+    c2.restart();
+    let missed = wait_for(Duration::from_secs(15), || {
+        let full = c2.get("/api/v1/hosts/hv-dual");
+        full["missed_cycles"].as_u64()
+    })
+    .expect("the agent did not come back to c2");
+    assert!(missed >= 2, "missed_cycles {missed}");
+}
+
+/// Sends `frames` as the raw messages of an Ingest.Stream call, bypassing the protobuf encoder.
+async fn raw_stream(addr: &str, frames: Vec<Vec<u8>>) -> Result<(), tonic::Status> {
+    #[derive(Clone, Default)]
+    struct Raw;
+    struct RawEnc;
+    struct RawDec;
+    impl tonic::codec::Encoder for RawEnc {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            dst: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            use bytes::BufMut;
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl tonic::codec::Decoder for RawDec {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(
+            &mut self,
+            src: &mut tonic::codec::DecodeBuf<'_>,
+        ) -> Result<Option<Vec<u8>>, tonic::Status> {
+            use bytes::Buf;
+            let mut v = vec![0; src.remaining()];
+            src.copy_to_slice(&mut v);
+            Ok(Some(v))
+        }
+    }
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = RawEnc;
+        type Decoder = RawDec;
+        fn encoder(&mut self) -> RawEnc {
+            RawEnc
+        }
+        fn decoder(&mut self) -> RawDec {
+            RawDec
+        }
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/hvprobe.v1.Ingest/Stream");
+    let req = tonic::Request::new(tokio_stream::iter(frames));
+    let mut resp = grpc.streaming(req, path, Raw).await?.into_inner();
+    loop {
+        match resp.message().await? {
+            Some(_) => continue,
+            None => return Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_or_garbage_message_closes_only_its_stream() {
+    let c = Collector::start("max-message-bytes = 8192");
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, "hv-good", "az1", &[&c.grpc], 1);
+    let c = tokio::task::spawn_blocking(move || {
+        wait_hosts(&c, 1, Duration::from_secs(15));
+        c
+    })
+    .await
+    .unwrap();
+
+    // Garbage: bytes that are not a Report.
+    let garbage = raw_stream(&c.grpc, vec![vec![0xff; 64]]).await;
+    assert!(garbage.is_err(), "garbage was accepted");
+    // Oversized: a valid Report above max-message-bytes.
+    use prost::Message;
+    let big = pb::Report {
+        host_id: "hv-big".into(),
+        az: "az1".into(),
+        interval_secs: 1,
+        seq: 1,
+        agent_version: "x".repeat(20_000),
+        ..Default::default()
+    };
+    let over = raw_stream(&c.grpc, vec![big.encode_to_vec()]).await;
+    let status = over.expect_err("an oversized message was accepted");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal
+        ),
+        "{status:?}"
+    );
+    // Invalid identity: an empty host id.
+    let invalid = pb::Report {
+        az: "az1".into(),
+        interval_secs: 1,
+        seq: 1,
+        ..Default::default()
+    };
+    let status = raw_stream(&c.grpc, vec![invalid.encode_to_vec()])
+        .await
+        .expect_err("accepted");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    let c = tokio::task::spawn_blocking(move || {
+        let seq = |c: &Collector| {
+            c.host("hv-good")
+                .map(|h| h["seq"].as_u64().unwrap())
+                .unwrap_or(0)
+        };
+        let before = seq(&c);
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(seq(&c) > before, "the good agent's stream was disturbed");
+        c
+    })
+    .await
+    .unwrap();
+    let (m, hosts) = tokio::task::spawn_blocking(move || (c.metrics(), c.hosts()))
+        .await
+        .unwrap();
+    assert!(!hosts.iter().any(|h| h["host_id"] == "hv-big"));
+    let malformed = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("hvprobe_collector_rejected_streams_total{reason=\"malformed\"} ")
+        })
+        .unwrap();
+    assert!(malformed.parse::<f64>().unwrap() >= 2.0, "{m}");
+    assert!(
+        m.contains("hvprobe_collector_rejected_streams_total{reason=\"invalid\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_new_streams_are_refused_with_a_retry_hint() {
+    let c = Collector::start("max-streams = 1\nretry-after-ms = 5000");
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, "hv-first", "az1", &[&c.grpc], 1);
+    let c = tokio::task::spawn_blocking(move || {
+        wait_hosts(&c, 1, Duration::from_secs(15));
+        c
+    })
+    .await
+    .unwrap();
+    use prost::Message;
+    let r = pb::Report {
+        host_id: "hv-second".into(),
+        az: "az1".into(),
+        interval_secs: 1,
+        seq: 1,
+        ..Default::default()
+    };
+    let status = raw_stream(&c.grpc, vec![r.encode_to_vec()])
+        .await
+        .expect_err("a stream beyond capacity was accepted");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    let hint: u64 = status
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5000..=10_000).contains(&hint), "hint {hint}");
+    let m = tokio::task::spawn_blocking(move || c.metrics())
+        .await
+        .unwrap();
+    assert!(
+        m.contains("hvprobe_collector_rejected_streams_total{reason=\"capacity\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hvprobe_collector_connected_agents 1"),
+        "the first agent still reports: {m}"
+    );
+}
+
+#[test]
+fn a_host_id_claimed_by_two_live_streams_is_reported() {
+    let c = Collector::start("");
+    let (h1, h2) = (FixtureHost::kernel_6_18(), FixtureHost::kernel_6_18());
+    let a = Agent::start(&h1, "hv-twin", "az1", &[&c.grpc], 1);
+    let b = Agent::start(&h2, "hv-twin", "az1", &[&c.grpc], 1);
+    let host = wait_for(Duration::from_secs(15), || {
+        c.host("hv-twin").filter(|h| h["conflict"] == true)
+    })
+    .unwrap_or_else(|| panic!("no conflict reported: {:?}", c.hosts()));
+    assert_eq!(host["host_id"], "hv-twin");
+    assert_eq!(c.metric("hvprobe_collector_host_id_conflicts"), Some(1.0));
+    // Both agents are told.
+    let told = wait_for(Duration::from_secs(5), || {
+        (a.log().contains("also reported by another live stream")
+            || b.log().contains("also reported by another live stream"))
+        .then_some(())
+    });
+    assert!(told.is_some(), "{}\n{}", a.log(), b.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_serves_grpc_health() {
+    let c = Collector::start("");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "hvprobe.v1.Ingest".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    drop(c);
+}
+
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    let c = Collector::start("");
+    let host = FixtureHost::kernel_6_18();
+    let sock_path = host.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut agent = Agent::start_with(
+        &host,
+        "hv-sd",
+        "az1",
+        &[&c.grpc],
+        1,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 3)
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("READY=1"), "{seen}");
+    assert!(seen.matches("WATCHDOG=1").count() >= 3, "{seen}");
+    assert!(
+        seen.find("READY=1") < seen.find("WATCHDOG=1"),
+        "READY comes after the first cycle: {seen}"
+    );
+    agent.terminate();
+    let mut tail = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if tail.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(tail.contains("STOPPING=1"), "{tail}");
+}
+
+#[test]
+fn unit_files_pass_systemd_analyze_verify() {
+    let analyze = common::require_bin("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    let mut units = Vec::new();
+    for name in ["hvprobe-agent.service", "hvprobe-collector.service"] {
+        // verify checks that ExecStart exists: point it at the binary under test.
+        let text = std::fs::read_to_string(src.join(name))
+            .unwrap()
+            .replace("/usr/bin/hvprobe", env!("CARGO_BIN_EXE_hvprobe"));
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        units.push(p);
+    }
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
