@@ -46,6 +46,36 @@ enum Command {
     Agent(AgentArgs),
     /// Receive reports from the agents, keep the latest state of every host, serve the query API.
     Collector(CollectorArgs),
+    /// Show every AZ of a collector with its open verdicts (exit 0 OK, 1 WARN/UNKNOWN, 2 CRIT).
+    Status(StatusArgs),
+    /// Print a collector's timeline as a Markdown table.
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The collector's gRPC address.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7400")]
+    collector: String,
+    /// Only this AZ.
+    #[arg(long, value_name = "NAME")]
+    az: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct TimelineArgs {
+    /// The collector's gRPC address.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7400")]
+    collector: String,
+    /// From this time: RFC 3339 (2026-11-21T10:00:00Z) or a duration ago (2h, 30m).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only this AZ (and region-wide events).
+    #[arg(long, value_name = "NAME")]
+    az: Option<String>,
+    /// At most this many events.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +114,9 @@ struct CollectorArgs {
     /// HTTP address for the API and /metrics (default 127.0.0.1:7401).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Event database (SQLite, WAL; default hvprobe-events.db in the working directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +158,112 @@ pub fn main() -> i32 {
         Command::Validate { config } => validate(&config),
         Command::Agent(args) => agent(args),
         Command::Collector(args) => collector(args),
+        Command::Status(args) => status(args),
+        Command::Timeline(args) => timeline(args),
+    }
+}
+
+/// Exit code when the collector cannot be reached (Nagios UNKNOWN).
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+fn collector_url(s: &str) -> String {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    }
+}
+
+async fn query_client(
+    url: &str,
+) -> Result<crate::wire::pb::query_client::QueryClient<tonic::transport::Channel>, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(collector_url(url))
+        .map_err(|e| format!("--collector {url}: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
+    Ok(crate::wire::pb::query_client::QueryClient::new(channel))
+}
+
+fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn status(args: StatusArgs) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hvprobe: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let reply = rt.block_on(async {
+        let mut client = query_client(&args.collector).await?;
+        client
+            .zones(crate::wire::pb::ZonesRequest {
+                az: args.az.clone(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("collector {}: {}", args.collector, s.message()))
+    });
+    match reply {
+        Ok(z) => {
+            let view = crate::wire::zones_from_pb(&z);
+            print(&diag::fleet::status_table(&view, SystemTime::now()));
+            diag::fleet::status_exit_code(&view)
+        }
+        Err(e) => {
+            eprintln!("hvprobe: {e}");
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+fn timeline(args: TimelineArgs) -> i32 {
+    let since = match args
+        .since
+        .as_deref()
+        .map(|s| crate::util::parse_since(s, SystemTime::now()))
+    {
+        None => None,
+        Some(Ok(t)) => Some(crate::wire::unix_ms(t)),
+        Some(Err(e)) => return usage_error(format!("--since: {e}")),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hvprobe: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let reply = rt.block_on(async {
+        let mut client = query_client(&args.collector).await?;
+        client
+            .events(crate::wire::pb::EventsRequest {
+                since_unix_ms: since,
+                az: args.az.clone(),
+                limit: args.limit,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("collector {}: {}", args.collector, s.message()))
+    });
+    match reply {
+        Ok(r) => {
+            let events: Vec<_> = r.events.iter().map(crate::wire::event_from_pb).collect();
+            print(&diag::fleet::timeline_markdown(&events));
+            0
+        }
+        Err(e) => {
+            eprintln!("hvprobe: {e}");
+            EXIT_UNREACHABLE
+        }
     }
 }
 
@@ -171,8 +310,9 @@ fn collector(args: CollectorArgs) -> i32 {
     let overrides = crate::collector::Overrides {
         listen: args.listen,
         http: args.http,
+        db: args.db,
     };
-    let settings = match crate::collector::settings(&config, &overrides) {
+    let (settings, correlation) = match crate::collector::settings(&config, &overrides) {
         Ok(s) => s,
         Err(p) => return usage_error(format!("invalid collector settings:\n{p}")),
     };
@@ -187,7 +327,7 @@ fn collector(args: CollectorArgs) -> i32 {
             return EXIT_SOFTWARE;
         }
     };
-    let code = rt.block_on(crate::collector::run(settings, None));
+    let code = rt.block_on(crate::collector::run(settings, correlation));
     rt.shutdown_timeout(Duration::from_millis(500));
     code
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::check::CheckKind;
 use crate::check::registry::CheckConfig;
+pub use crate::collector::correlate::CorrelationConfig;
 
 /// What is wrong with a configuration: `(key, reason)` pairs, keys in dotted form
 /// (`check[2].warn-available-percent`).
@@ -134,6 +135,7 @@ pub enum ConfigError {
 struct RawConfig {
     agent: Option<AgentConfig>,
     collector: Option<CollectorConfig>,
+    correlation: Option<CorrelationConfig>,
     #[serde(default)]
     check: Vec<toml::Spanned<toml::Table>>,
 }
@@ -244,6 +246,8 @@ pub struct CollectorConfig {
     pub stale_after_intervals: u32,
     /// Base of the retry hint sent with a refusal (jittered up to twice this).
     pub retry_after_ms: u64,
+    /// The event database (SQLite); relative paths are under the working directory.
+    pub db: String,
 }
 
 impl Default for CollectorConfig {
@@ -255,6 +259,7 @@ impl Default for CollectorConfig {
             max_message_bytes: 1 << 20,
             stale_after_intervals: 3,
             retry_after_ms: 30_000,
+            db: "hvprobe-events.db".into(),
         }
     }
 }
@@ -279,6 +284,9 @@ impl CollectorConfig {
         if !(100..=3_600_000).contains(&self.retry_after_ms) {
             p.push("retry-after-ms", "must be between 100 and 3600000");
         }
+        if self.db.is_empty() {
+            p.push("db", "must be a file path");
+        }
     }
 }
 
@@ -289,6 +297,8 @@ pub struct Config {
     pub agent: Option<AgentConfig>,
     /// `[collector]`, when present.
     pub collector: Option<CollectorConfig>,
+    /// `[correlation]`, when present.
+    pub correlation: Option<CorrelationConfig>,
     /// One entry per check kind, in [`CheckKind::ALL`] order: the defaults, or the `[[check]]` table.
     pub checks: Vec<CheckConfig>,
 }
@@ -298,6 +308,7 @@ impl Default for Config {
         Config {
             agent: None,
             collector: None,
+            correlation: None,
             checks: CheckKind::ALL
                 .iter()
                 .map(|k| CheckConfig::default_for(*k))
@@ -327,6 +338,7 @@ impl Config {
         let mut config = Config {
             agent: raw.agent,
             collector: raw.collector,
+            correlation: raw.correlation,
             ..Config::default()
         };
         let mut seen = BTreeSet::new();
@@ -381,6 +393,9 @@ impl Config {
         }
         if let Some(c) = &self.collector {
             p.scoped("collector.", |p| c.validate(p));
+        }
+        if let Some(c) = &self.correlation {
+            p.scoped("correlation.", |p| c.validate(p));
         }
         for c in &self.checks {
             p.scoped(&format!("check.{}.", c.kind()), |p| c.validate(p));

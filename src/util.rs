@@ -49,6 +49,24 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Serializes a time as RFC 3339 (for `#[serde(serialize_with)]`).
+pub fn ser_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+/// Parses `--since`-style input: RFC 3339 (`2026-11-21T10:00:00Z`) or a duration ago (`90m`, `2h`, `1d`).
+pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)),
+        Err(_) => Err(format!(
+            "{s:?} is neither an RFC 3339 time nor a duration like 2h"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +91,15 @@ mod tests {
             "3d04h"
         );
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(7200);
+        assert_eq!(
+            parse_since("1h", now),
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(3600))
+        );
+        assert_eq!(
+            parse_since("1970-01-01T00:00:10Z", now),
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert!(parse_since("yesterday", now).is_err());
     }
 }

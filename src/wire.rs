@@ -14,6 +14,9 @@ use crate::check::memory::{CgroupPressure, MemoryDetails};
 use crate::check::runner::CheckReport;
 use crate::check::wireguard::{InterfaceInfo, PeerInfo, PeerState, Source, WireguardDetails};
 use crate::check::{CheckKind, Details, Outcome, Status, UnknownReason};
+use crate::collector::correlate::{
+    Event, EventKind, Recovery, Scope, VerdictView, ZoneView, ZonesView,
+};
 use crate::report::{AgentSelf, HostReport};
 
 /// Generated code for `proto/hvprobe/v1/hvprobe.proto`.
@@ -93,6 +96,172 @@ pub fn report_from_pb(m: &pb::Report) -> Result<HostReport, WireError> {
         }),
         checks,
     })
+}
+
+fn scope_to_pb(s: Scope) -> pb::Scope {
+    match s {
+        Scope::Host => pb::Scope::Host,
+        Scope::Az => pb::Scope::Az,
+        Scope::Region => pb::Scope::Region,
+    }
+}
+
+fn scope_from_pb(v: i32) -> Scope {
+    match pb::Scope::try_from(v) {
+        Ok(pb::Scope::Region) => Scope::Region,
+        Ok(pb::Scope::Az) => Scope::Az,
+        _ => Scope::Host,
+    }
+}
+
+fn kind_of_event_to_pb(k: EventKind) -> pb::EventKind {
+    match k {
+        EventKind::VerdictOpened => pb::EventKind::VerdictOpened,
+        EventKind::VerdictChanged => pb::EventKind::VerdictChanged,
+        EventKind::VerdictClosed => pb::EventKind::VerdictClosed,
+        EventKind::HostStale => pb::EventKind::HostStale,
+        EventKind::HostBack => pb::EventKind::HostBack,
+        EventKind::Rebooted => pb::EventKind::Rebooted,
+        EventKind::Recovered => pb::EventKind::Recovered,
+    }
+}
+
+fn kind_of_event_from_pb(v: i32) -> EventKind {
+    match pb::EventKind::try_from(v) {
+        Ok(pb::EventKind::VerdictOpened) => EventKind::VerdictOpened,
+        Ok(pb::EventKind::VerdictClosed) => EventKind::VerdictClosed,
+        Ok(pb::EventKind::HostStale) => EventKind::HostStale,
+        Ok(pb::EventKind::HostBack) => EventKind::HostBack,
+        Ok(pb::EventKind::Rebooted) => EventKind::Rebooted,
+        Ok(pb::EventKind::Recovered) => EventKind::Recovered,
+        _ => EventKind::VerdictChanged,
+    }
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A timeline event to wire.
+pub fn event_to_pb(e: &Event) -> pb::TimelineEvent {
+    pb::TimelineEvent {
+        id: e.id,
+        at_unix_ms: unix_ms(e.at),
+        kind: kind_of_event_to_pb(e.kind) as i32,
+        scope: scope_to_pb(e.scope) as i32,
+        region: e.region.clone(),
+        az: e.az.clone(),
+        host: e.host.clone(),
+        check: e.check.clone(),
+        old_status: e.old_status.clone(),
+        new_status: e.new_status.clone(),
+        summary: e.summary.clone(),
+    }
+}
+
+/// A timeline event from wire.
+pub fn event_from_pb(e: &pb::TimelineEvent) -> Event {
+    Event {
+        id: e.id,
+        at: from_unix_ms(e.at_unix_ms),
+        kind: kind_of_event_from_pb(e.kind),
+        scope: scope_from_pb(e.scope),
+        region: e.region.clone(),
+        az: e.az.clone(),
+        host: e.host.clone(),
+        check: e.check.clone(),
+        old_status: e.old_status.clone(),
+        new_status: e.new_status.clone(),
+        summary: e.summary.clone(),
+    }
+}
+
+fn verdict_to_pb(v: &VerdictView) -> pb::VerdictMsg {
+    pb::VerdictMsg {
+        scope: scope_to_pb(v.scope) as i32,
+        check: v.check.clone(),
+        status: status_to_pb(v.status) as i32,
+        hosts: v.hosts.clone(),
+        summary: v.summary.clone(),
+        since_unix_ms: unix_ms(v.since),
+        az: v.az.clone(),
+        region: v.region.clone(),
+    }
+}
+
+fn verdict_from_pb(v: &pb::VerdictMsg) -> VerdictView {
+    VerdictView {
+        scope: scope_from_pb(v.scope),
+        check: v.check.clone(),
+        status: status_from_pb(v.status),
+        hosts: v.hosts.clone(),
+        summary: v.summary.clone(),
+        since: from_unix_ms(v.since_unix_ms),
+        az: v.az.clone(),
+        region: v.region.clone(),
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The zones view to wire.
+pub fn zones_to_pb(z: &ZonesView) -> pb::ZonesReply {
+    pb::ZonesReply {
+        zones: z
+            .zones
+            .iter()
+            .map(|z| pb::Zone {
+                az: z.az.clone(),
+                region: z.region.clone(),
+                hosts: count(z.hosts),
+                reporting: count(z.reporting),
+                stale: count(z.stale),
+                status: status_to_pb(z.status) as i32,
+                verdicts: z.verdicts.iter().map(verdict_to_pb).collect(),
+                reboot: z.reboot.as_ref().map(|r| pb::Recovery {
+                    since_unix_ms: unix_ms(r.since),
+                    rebooted: count(r.rebooted),
+                    back: count(r.back),
+                    raid_rebuilding: count(r.raid_rebuilding),
+                    raid_eta_secs: r.raid_eta_secs,
+                    dns_not_ok: count(r.dns_not_ok),
+                    wireguard_not_ok: count(r.wireguard_not_ok),
+                }),
+            })
+            .collect(),
+        region_verdicts: z.region_verdicts.iter().map(verdict_to_pb).collect(),
+    }
+}
+
+/// The zones view from wire.
+pub fn zones_from_pb(z: &pb::ZonesReply) -> ZonesView {
+    ZonesView {
+        zones: z
+            .zones
+            .iter()
+            .map(|z| ZoneView {
+                az: z.az.clone(),
+                region: z.region.clone(),
+                hosts: z.hosts as usize,
+                reporting: z.reporting as usize,
+                stale: z.stale as usize,
+                status: status_from_pb(z.status),
+                verdicts: z.verdicts.iter().map(verdict_from_pb).collect(),
+                reboot: z.reboot.as_ref().map(|r| Recovery {
+                    since: from_unix_ms(r.since_unix_ms),
+                    rebooted: r.rebooted as usize,
+                    back: r.back as usize,
+                    raid_rebuilding: r.raid_rebuilding as usize,
+                    raid_eta_secs: r.raid_eta_secs,
+                    dns_not_ok: r.dns_not_ok as usize,
+                    wireguard_not_ok: r.wireguard_not_ok as usize,
+                }),
+            })
+            .collect(),
+        region_verdicts: z.region_verdicts.iter().map(verdict_from_pb).collect(),
+    }
 }
 
 /// Milliseconds since the epoch of a wall-clock time (0 before the epoch).
@@ -728,6 +897,68 @@ mod tests {
         let bytes = report_to_pb(&r).encode_to_vec();
         let back = report_from_pb(&pb::Report::decode(bytes.as_slice()).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn zones_and_events_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        let v = VerdictView {
+            scope: Scope::Az,
+            check: "dns".into(),
+            status: Status::Crit,
+            hosts: vec!["hv-1".into(), "hv-2".into()],
+            summary: "dns CRIT on 2/2 hosts".into(),
+            since: t,
+            az: Some("az1".into()),
+            region: "eu".into(),
+        };
+        let z = ZonesView {
+            zones: vec![ZoneView {
+                az: "az1".into(),
+                region: "eu".into(),
+                hosts: 2,
+                reporting: 2,
+                stale: 0,
+                status: Status::Crit,
+                verdicts: vec![v.clone()],
+                reboot: Some(Recovery {
+                    since: t,
+                    rebooted: 2,
+                    back: 1,
+                    raid_rebuilding: 1,
+                    raid_eta_secs: Some(600),
+                    dns_not_ok: 0,
+                    wireguard_not_ok: 1,
+                }),
+            }],
+            region_verdicts: vec![VerdictView {
+                scope: Scope::Region,
+                az: None,
+                ..v
+            }],
+        };
+        assert_eq!(zones_from_pb(&zones_to_pb(&z)), z);
+        for kind in [
+            EventKind::VerdictOpened,
+            EventKind::HostStale,
+            EventKind::Recovered,
+            EventKind::VerdictChanged,
+        ] {
+            let e = Event {
+                id: 7,
+                at: t,
+                kind,
+                scope: Scope::Host,
+                region: None,
+                az: Some("az1".into()),
+                host: Some("hv-1".into()),
+                check: Some("dns".into()),
+                old_status: None,
+                new_status: Some("crit".into()),
+                summary: "x".into(),
+            };
+            assert_eq!(event_from_pb(&event_to_pb(&e)), e);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +22,8 @@ pub struct Api {
     pub state: Handle,
     /// Ingest counters.
     pub stats: Arc<IngestStats>,
+    /// The event database.
+    pub db: std::path::PathBuf,
 }
 
 /// The routes.
@@ -29,6 +31,8 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
+        .route("/api/v1/zones", get(zones))
+        .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
@@ -101,6 +105,66 @@ async fn host(AxState(api): AxState<Api>, Path(id): Path<String>) -> Response {
         Some(None) => error(StatusCode::NOT_FOUND, "no such host"),
         None => unavailable(),
     }
+}
+
+/// `?az=NAME`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ZonesParams {
+    az: Option<String>,
+}
+
+async fn zones(AxState(api): AxState<Api>, Query(p): Query<ZonesParams>) -> Response {
+    match api
+        .state
+        .query(move |s| s.engine.zones(p.az.as_deref()))
+        .await
+    {
+        Some(v) => axum::Json(v).into_response(),
+        None => unavailable(),
+    }
+}
+
+/// `?since=RFC3339|2h&az=NAME&limit=N`.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventsParams {
+    since: Option<String>,
+    az: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn events(AxState(api): AxState<Api>, Query(p): Query<EventsParams>) -> Response {
+    let since = match p
+        .since
+        .as_deref()
+        .map(|s| crate::util::parse_since(s, std::time::SystemTime::now()))
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("since: {e}")),
+    };
+    match super::query::load_events(api.db.clone(), since, p.az, p.limit.unwrap_or(1000)).await {
+        Ok(list) => {
+            axum::Json(json!({ "events": list.iter().map(event_json).collect::<Vec<_>>() }))
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+fn event_json(e: &super::correlate::Event) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "time": rfc3339(e.at),
+        "kind": e.kind.as_str(),
+        "scope": e.scope.as_str(),
+        "region": e.region,
+        "az": e.az,
+        "host": e.host,
+        "check": e.check,
+        "old_status": e.old_status,
+        "new_status": e.new_status,
+        "summary": e.summary,
+    })
 }
 
 /// Escapes a Prometheus label value.
@@ -197,6 +261,34 @@ fn render_metrics(s: &State, stats: &IngestStats) -> String {
         "gauge",
         "Host ids claimed by two live streams.",
         &[(String::new(), conflicts as f64)],
+    );
+    let mut open: std::collections::BTreeMap<(&'static str, String), usize> =
+        std::collections::BTreeMap::new();
+    for v in s.engine.verdicts() {
+        *open.entry((v.scope.as_str(), v.check.clone())).or_insert(0) += 1;
+    }
+    let samples: Vec<(String, f64)> = open
+        .iter()
+        .map(|((scope, check), n)| {
+            (
+                format!("{{scope=\"{scope}\",check=\"{}\"}}", label(check)),
+                *n as f64,
+            )
+        })
+        .collect();
+    family(
+        &mut out,
+        "hvprobe_collector_open_verdicts",
+        "gauge",
+        "Open verdicts by scope and check.",
+        &samples,
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_event_write_errors_total",
+        "counter",
+        "Event batches the database refused (kept and retried).",
+        &[(String::new(), s.event_write_errors as f64)],
     );
     out
 }

@@ -5,9 +5,12 @@
 //! (never "down"), refuses load it cannot take instead of slowing everyone, and is meant to run in every
 //! AZ at once (agents stream to all collectors), so losing one AZ loses no view.
 
+pub mod correlate;
 pub mod http;
 pub mod ingest;
+pub mod query;
 pub mod state;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{CollectorConfig, Config, Problems};
+use crate::config::{CollectorConfig, Config, CorrelationConfig, Problems};
 use crate::wire::pb;
 
 /// Flags of `hvprobe collector` that override `[collector]`.
@@ -26,10 +29,15 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--http`.
     pub http: Option<String>,
+    /// `--db`.
+    pub db: Option<PathBuf>,
 }
 
 /// Merges `[collector]` and the flags, and validates the result.
-pub fn settings(config: &Config, o: &Overrides) -> Result<CollectorConfig, Problems> {
+pub fn settings(
+    config: &Config,
+    o: &Overrides,
+) -> Result<(CollectorConfig, CorrelationConfig), Problems> {
     let mut c = config.collector.clone().unwrap_or_default();
     if let Some(l) = &o.listen {
         c.listen = l.clone();
@@ -37,9 +45,16 @@ pub fn settings(config: &Config, o: &Overrides) -> Result<CollectorConfig, Probl
     if let Some(h) = &o.http {
         c.http = h.clone();
     }
+    if let Some(d) = &o.db {
+        c.db = d.display().to_string();
+    }
     let mut p = Problems::default();
     p.scoped("collector.", |p| c.validate(p));
-    if p.is_empty() { Ok(c) } else { Err(p) }
+    if p.is_empty() {
+        Ok((c, config.correlation.clone().unwrap_or_default()))
+    } else {
+        Err(p)
+    }
 }
 
 /// Raises the soft limit of open files to the hard limit: every agent holds a connection.
@@ -61,7 +76,24 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
 }
 
 /// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
-pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
+pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
+    let db = PathBuf::from(&cfg.db);
+    let opened = store::Store::open(&db).and_then(|s| {
+        let hosts = s.load_hosts()?;
+        let verdicts = s.load_verdicts()?;
+        Ok((s, hosts, verdicts))
+    });
+    let (store, hosts, verdicts) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the event database");
+            return 1;
+        }
+    };
+    tracing::info!(db = %db.display(), known_hosts = hosts.len(), open_verdicts = verdicts.len(), "timeline opened");
+    let mut engine = correlate::Engine::new(correlation, cfg.stale_after_intervals)
+        .with_min_gap(Duration::from_secs(1));
+    engine.restore(std::time::SystemTime::now(), hosts, verdicts);
     let grpc = match bind("gRPC", &cfg.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -78,7 +110,24 @@ pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8192);
     let handle = state::Handle { tx };
-    let owner = tokio::spawn(state::run(state::State::new(cfg.stale_after_intervals), rx));
+    let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store));
+    let events_tx = owner_state.events_tx.clone();
+    let owner = tokio::spawn(state::run(owner_state, rx));
+    // The timer: staleness and verdicts move on even when no report arrives.
+    let ticker = {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                if h.tx.try_send(state::Cmd::Tick).is_err() && h.tx.is_closed() {
+                    return;
+                }
+            }
+        })
+    };
+    let query = query::QueryService::new(handle.clone(), db.clone(), events_tx);
     let stats = Arc::new(state::IngestStats::default());
     let ingest = ingest::IngestService::new(
         handle.clone(),
@@ -106,6 +155,7 @@ pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
                 pb::ingest_server::IngestServer::new(ingest)
                     .max_decoding_message_size(cfg.max_message_bytes),
             )
+            .add_service(pb::query_server::QueryServer::new(query))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc),
                 wait_stop(stop_rx.clone()),
@@ -114,6 +164,7 @@ pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
     let router = http::router(http::Api {
         state: handle.clone(),
         stats,
+        db,
     });
     let web_task = tokio::spawn(async move {
         axum::serve(web, router)
@@ -145,6 +196,7 @@ pub async fn run(cfg: CollectorConfig, _db: Option<PathBuf>) -> i32 {
         let _ = web_task.await;
     })
     .await;
+    ticker.abort();
     drop(handle);
     owner.abort();
     0

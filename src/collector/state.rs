@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::correlate::{Engine, Event, EventKind};
+use super::store::Store;
 use crate::check::Status;
 use crate::report::HostReport;
 use crate::util::rfc3339;
@@ -152,6 +154,8 @@ pub enum Cmd {
     },
     /// Read-only access to the state.
     Query(Box<dyn FnOnce(&State) + Send>),
+    /// Time passes: staleness and verdicts.
+    Tick,
 }
 
 /// The state owned by one task.
@@ -170,11 +174,19 @@ pub struct State {
     pub stale_after_intervals: u32,
     /// When the collector started.
     pub started: Instant,
+    /// The correlation engine.
+    pub engine: Engine,
+    /// The timeline on disk (absent in unit tests).
+    store: Option<Store>,
+    /// Stored events, for watchers.
+    pub events_tx: broadcast::Sender<Event>,
+    /// Event batches the disk refused (kept and retried).
+    pub event_write_errors: u64,
 }
 
 impl State {
     /// An empty state.
-    pub fn new(stale_after_intervals: u32) -> State {
+    pub fn new(stale_after_intervals: u32, engine: Engine, store: Option<Store>) -> State {
         State {
             hosts: BTreeMap::new(),
             streams: HashMap::new(),
@@ -183,6 +195,56 @@ impl State {
             recent: VecDeque::new(),
             stale_after_intervals,
             started: Instant::now(),
+            engine,
+            store,
+            events_tx: broadcast::channel(4096).0,
+            event_write_errors: 0,
+        }
+    }
+
+    /// Writes events, then (and only then) makes them visible to watchers; keeps the open verdicts and
+    /// the host registry on disk in step.
+    fn publish(&mut self, events: Vec<Event>, registry_changed: bool) {
+        if events.is_empty() && !registry_changed {
+            return;
+        }
+        let verdicts_changed = events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::VerdictOpened | EventKind::VerdictClosed | EventKind::VerdictChanged
+            )
+        });
+        for e in &events {
+            tracing::info!(kind = e.kind.as_str(), scope = e.scope.as_str(), az = ?e.az, host = ?e.host,
+                check = ?e.check, summary = %e.summary, "event");
+        }
+        let Some(store) = self.store.as_mut() else {
+            for e in events {
+                let _ = self.events_tx.send(e);
+            }
+            return;
+        };
+        let engine = &self.engine;
+        let result = tokio::task::block_in_place(|| {
+            let written = store.append(events)?;
+            if verdicts_changed {
+                store.save_verdicts(engine.verdicts())?;
+            }
+            if registry_changed {
+                store.save_hosts(&engine.registry())?;
+            }
+            Ok::<_, super::store::StoreError>(written)
+        });
+        match result {
+            Ok(written) => {
+                for e in written {
+                    let _ = self.events_tx.send(e);
+                }
+            }
+            Err(e) => {
+                self.event_write_errors += 1;
+                tracing::error!(error = %e, "cannot write the timeline; events kept in memory and retried");
+            }
         }
     }
 
@@ -200,6 +262,11 @@ impl State {
         self.reporting_streams.insert(stream);
         let mut ack = AckInfo::default();
         let id = report.host_id.clone();
+        let registry_changed = self
+            .hosts
+            .get(&id)
+            .is_none_or(|h| h.report.boot_id != report.boot_id || h.report.az != report.az);
+        let events = self.engine.observe(SystemTime::now(), &report);
         let conflict_with = match self.hosts.get(&id) {
             Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
                 let other = self.streams.get(&prev.stream).copied().flatten();
@@ -226,6 +293,7 @@ impl State {
                 conflict_with,
             },
         );
+        self.publish(events, registry_changed);
         ack
     }
 
@@ -272,6 +340,10 @@ impl State {
                 let _ = reply.send(ack);
             }
             Cmd::Query(f) => f(self),
+            Cmd::Tick => {
+                let events = self.engine.tick(SystemTime::now());
+                self.publish(events, false);
+            }
         }
     }
 }
@@ -398,6 +470,10 @@ impl State {
 mod tests {
     use super::*;
 
+    fn state() -> State {
+        State::new(3, Engine::new(Default::default(), 3), None)
+    }
+
     fn report(id: &str, interval: u64) -> HostReport {
         HostReport {
             host_id: id.into(),
@@ -417,7 +493,7 @@ mod tests {
 
     #[test]
     fn silence_makes_a_host_stale_never_down() {
-        let mut s = State::new(3);
+        let mut s = state();
         let t0 = Instant::now();
         s.apply(1, report("hv1", 10), t0);
         let h = &s.hosts["hv1"];
@@ -431,7 +507,7 @@ mod tests {
 
     #[test]
     fn two_live_streams_for_one_host_are_a_conflict() {
-        let mut s = State::new(3);
+        let mut s = state();
         let t0 = Instant::now();
         s.handle(Cmd::StreamOpened {
             stream: 1,
@@ -459,7 +535,7 @@ mod tests {
 
     #[test]
     fn rate_over_the_last_minute() {
-        let mut s = State::new(3);
+        let mut s = state();
         s.started = Instant::now() - Duration::from_secs(120);
         let now = Instant::now();
         for i in 0..120 {

@@ -3,6 +3,8 @@
 //!
 //! The JSON shape is a public interface (documented in the README): add fields, never rename or remove.
 
+pub mod fleet;
+
 use std::fmt::Write as _;
 use std::time::SystemTime;
 

@@ -736,7 +736,7 @@ impl Collector {
         let (status, body) =
             http_get(&self.http, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
         assert!(
-            status == 200 || status == 404,
+            matches!(status, 200 | 400 | 404),
             "GET {path}: {status} {body}"
         );
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))

@@ -1,0 +1,571 @@
+//! Scripted scenarios on the pure engine, one per rule, with the clock in the test's hands.
+
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::check::dns::{DnsDetails, DnsResult};
+use crate::check::md_raid::{MdRaidConfig, Observation, evaluate, mdstat::parse_mdstat, merge};
+use crate::check::runner::CheckReport;
+use crate::check::wireguard::{InterfaceInfo, PeerInfo, Source, WireguardDetails};
+use crate::check::{Outcome, UnknownReason};
+
+const T0: u64 = 1_795_000_000;
+const IV: Duration = Duration::from_secs(10);
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + secs)
+}
+
+fn engine() -> Engine {
+    Engine::new(CorrelationConfig::default(), 3)
+}
+
+fn check(kind: CheckKind, status: Status, summary: &str, details: Details) -> CheckReport {
+    let mut outcome = Outcome::new(status, summary, details);
+    if status == Status::Unknown {
+        outcome.reason = Some(UnknownReason::Error);
+    }
+    CheckReport {
+        kind,
+        outcome,
+        duration: Duration::from_millis(1),
+    }
+}
+
+fn dns(status: Status, resolver: &str, outcome: DnsOutcome) -> CheckReport {
+    check(
+        CheckKind::Dns,
+        status,
+        &format!("{resolver} {}", outcome.as_str()),
+        Details::Dns(DnsDetails {
+            resolvers: vec![],
+            results: vec![DnsResult {
+                resolver: resolver.into(),
+                name: "api.internal.".into(),
+                record_type: "A".into(),
+                outcome,
+                latency_ms: 1.0,
+                answers: vec![],
+                rcode: None,
+                error: None,
+            }],
+            search: vec![],
+            options: vec![],
+            notes: vec![],
+        }),
+    )
+}
+
+fn dns_ok() -> CheckReport {
+    dns(Status::Ok, "127.0.0.1:53", DnsOutcome::Ok)
+}
+
+fn report(host: &str, az: &str, boot: &str, checks: Vec<CheckReport>) -> HostReport {
+    HostReport {
+        host_id: host.into(),
+        az: az.into(),
+        region: Some("eu".into()),
+        agent_version: "t".into(),
+        boot_id: boot.into(),
+        boot_time: None,
+        interval: IV,
+        seq: 1,
+        observed_at: SystemTime::UNIX_EPOCH,
+        missed_cycles: 0,
+        agent: None,
+        checks,
+    }
+}
+
+fn opened(events: &[Event]) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|e| e.kind == EventKind::VerdictOpened)
+        .collect()
+}
+
+/// Feeds one cycle (every host reports once at `t`), then a tick.
+fn cycle(e: &mut Engine, t: SystemTime, reports: &[HostReport]) -> Vec<Event> {
+    let mut ev = Vec::new();
+    for r in reports {
+        ev.extend(e.observe(t, r));
+    }
+    ev.extend(e.tick(t));
+    ev
+}
+
+/// `n` cycles, 10 s apart from `from` seconds; every event they produced.
+fn cycles(e: &mut Engine, from: u64, n: u64, reports: &[HostReport]) -> Vec<Event> {
+    (0..n)
+        .flat_map(|i| cycle(e, at(from + i * 10), reports))
+        .collect()
+}
+
+#[test]
+fn az_wide_dns_failure_is_one_verdict_not_n() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = (0..10)
+        .map(|i| {
+            report(
+                &format!("hv-{i}"),
+                "az1",
+                "b1",
+                vec![dns(Status::Crit, "10.0.0.53:53", DnsOutcome::Servfail)],
+            )
+        })
+        .collect();
+    let first = cycle(&mut e, at(0), &fleet);
+    assert!(
+        opened(&first).is_empty(),
+        "one bad report is not enough (open-after-cycles = 2)"
+    );
+    // Condition active from the second cycle; the verdict settles for one interval, then opens.
+    let ev = cycles(&mut e, 10, 4, &fleet);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{o:#?}");
+    assert_eq!(
+        o[0].at,
+        at(30),
+        "opened one settle time (11 s) after the second cycle"
+    );
+    assert_eq!(o[0].scope, Scope::Az);
+    assert_eq!(o[0].check.as_deref(), Some("dns"));
+    assert!(
+        o[0].summary.contains("10/10 hosts of az1 (AZ-wide)"),
+        "{}",
+        o[0].summary
+    );
+    assert!(
+        o[0].summary.contains("AZ recursor or upstream"),
+        "{}",
+        o[0].summary
+    );
+    let z = e.zones(None);
+    assert_eq!(z.zones[0].verdicts.len(), 1);
+    assert_eq!(z.zones[0].verdicts[0].hosts.len(), 10);
+    assert_eq!(z.zones[0].status, Status::Crit);
+    // Recovery: two good cycles close it, with one event.
+    let good: Vec<HostReport> = (0..10)
+        .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![dns_ok()]))
+        .collect();
+    assert!(
+        cycle(&mut e, at(50), &good).is_empty(),
+        "one good cycle is not enough"
+    );
+    let closed = cycle(&mut e, at(60), &good);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].kind, EventKind::VerdictClosed);
+}
+
+#[test]
+fn two_dead_local_resolvers_in_a_healthy_az_are_two_local_verdicts() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = (0..40)
+        .map(|i| {
+            let d = if i < 2 {
+                dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+            } else {
+                dns_ok()
+            };
+            report(&format!("hv-{i:02}"), "az1", "b1", vec![d])
+        })
+        .collect();
+    let ev = cycles(&mut e, 0, 5, &fleet);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 2, "{o:#?}");
+    for v in &o {
+        assert_eq!(v.scope, Scope::Host);
+        assert!(
+            v.summary.contains("(local: 2/40 hosts of az1)"),
+            "{}",
+            v.summary
+        );
+        assert!(
+            v.summary
+                .contains("the local resolver is down on this host"),
+            "{}",
+            v.summary
+        );
+    }
+    assert_eq!(o[0].host.as_deref(), Some("hv-00"));
+}
+
+#[test]
+fn an_az_going_silent_is_unreachable_never_down() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = (0..10)
+        .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![dns_ok()]))
+        .collect();
+    cycle(&mut e, at(0), &fleet);
+    cycle(&mut e, at(10), &fleet);
+    // 8 of 10 go silent (power cut); 2 keep reporting.
+    for t in [20, 30, 40] {
+        cycle(&mut e, at(t), &fleet[8..]);
+    }
+    let mut ev = cycle(&mut e, at(45), &fleet[8..]);
+    ev.extend(cycles(&mut e, 50, 3, &fleet[8..]));
+    let stale: Vec<&Event> = ev
+        .iter()
+        .filter(|x| x.kind == EventKind::HostStale)
+        .collect();
+    assert_eq!(stale.len(), 8);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{o:#?}");
+    assert_eq!(o[0].check.as_deref(), Some("reachability"));
+    assert!(
+        o[0].summary
+            .starts_with("az1 unreachable: 8/10 hosts silent"),
+        "{}",
+        o[0].summary
+    );
+    assert!(o[0].summary.contains("stale, not down"));
+    let z = &e.zones(None).zones[0];
+    assert_eq!((z.hosts, z.reporting, z.stale), (10, 2, 8));
+    let all = serde_json::to_string(&e.zones(None)).unwrap();
+    assert!(!all.contains("down\""), "no host is called down: {all}");
+    // They come back: host-back events, the verdict closes.
+    let ev = cycle(&mut e, at(80), &fleet);
+    assert_eq!(
+        ev.iter().filter(|x| x.kind == EventKind::HostBack).count(),
+        8
+    );
+    assert!(
+        ev.iter()
+            .any(|x| x.kind == EventKind::VerdictClosed
+                && x.check.as_deref() == Some("reachability"))
+    );
+}
+
+#[test]
+fn a_slow_trickle_of_stale_hosts_is_not_an_unreachable_az() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = (0..6)
+        .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![dns_ok()]))
+        .collect();
+    cycle(&mut e, at(0), &fleet);
+    // One host decommissioned every 10 minutes: never correlated within the 120 s window.
+    let mut t = 0;
+    for gone in 1..=4 {
+        for _ in 0..60 {
+            t += 10;
+            cycle(&mut e, at(t), &fleet[gone..]);
+        }
+    }
+    assert!(
+        e.verdicts().all(|v| v.check != "reachability"),
+        "{:?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
+}
+
+fn md_check(text: &str) -> CheckReport {
+    let md = parse_mdstat(text).unwrap();
+    let out = evaluate(
+        &Observation {
+            arrays: merge(Vec::new(), Some(&md)),
+            md_present: true,
+            ..Observation::default()
+        },
+        &MdRaidConfig::default(),
+    );
+    CheckReport {
+        kind: CheckKind::MdRaid,
+        outcome: out,
+        duration: Duration::ZERO,
+    }
+}
+
+#[test]
+fn an_az_rebooting_with_raid_resync_is_one_event_with_recovery_counts() {
+    let mut e = engine();
+    let clean = "md0 : active raid1 a[0] b[1]\n  100 blocks [2/2] [UU]\n";
+    let resync = "md0 : active raid1 a[0] b[1]\n  100 blocks [2/2] [UU]\n  [=>..]  resync = 8.5% (8/100) finish=37.0min speed=1000K/sec\n";
+    let before: Vec<HostReport> = (0..6)
+        .map(|i| {
+            report(
+                &format!("hv-{i}"),
+                "az1",
+                "boot-1",
+                vec![md_check(clean), dns_ok()],
+            )
+        })
+        .collect();
+    cycle(&mut e, at(0), &before);
+    // Power cut: every host comes back with a new boot id; two rebuild RAID, one has DNS not yet up.
+    let after: Vec<HostReport> = (0..6)
+        .map(|i| {
+            let md = if i < 2 {
+                md_check(resync)
+            } else {
+                md_check(clean)
+            };
+            let d = if i == 5 {
+                dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+            } else {
+                dns_ok()
+            };
+            report(&format!("hv-{i}"), "az1", "boot-2", vec![md, d])
+        })
+        .collect();
+    let mut events = Vec::new();
+    for (i, r) in after.iter().enumerate() {
+        events.extend(e.observe(at(300 + i as u64 * 30), r));
+    }
+    let reboots: Vec<&Event> = events
+        .iter()
+        .filter(|x| x.kind == EventKind::Rebooted)
+        .collect();
+    assert_eq!(
+        reboots.len(),
+        1,
+        "one event for the AZ, not one per host: {events:#?}"
+    );
+    assert!(
+        reboots[0].summary.starts_with("az1 rebooted: 3/6 hosts"),
+        "{}",
+        reboots[0].summary
+    );
+    let r = e.zones(None).zones[0].reboot.clone().unwrap();
+    assert_eq!(
+        (r.rebooted, r.back, r.raid_rebuilding, r.dns_not_ok),
+        (6, 6, 2, 1)
+    );
+    assert_eq!(r.raid_eta_secs, Some(37 * 60));
+    // Recovery: RAID in sync and DNS up everywhere -> one recovered event.
+    let healthy: Vec<HostReport> = (0..6)
+        .map(|i| {
+            report(
+                &format!("hv-{i}"),
+                "az1",
+                "boot-2",
+                vec![md_check(clean), dns_ok()],
+            )
+        })
+        .collect();
+    let ev = cycle(&mut e, at(3000), &healthy);
+    let rec: Vec<&Event> = ev
+        .iter()
+        .filter(|x| x.kind == EventKind::Recovered)
+        .collect();
+    assert_eq!(rec.len(), 1, "{ev:#?}");
+    assert!(
+        rec[0]
+            .summary
+            .starts_with("az1 recovered: all 6 rebooted hosts back"),
+        "{}",
+        rec[0].summary
+    );
+    assert!(e.zones(None).zones[0].reboot.is_none());
+}
+
+fn key(host: &str) -> String {
+    format!("key-of-{host}=")
+}
+
+/// `host` with one interface whose peers are `peers` (host, state).
+fn wg(host: &str, peers: &[(&str, PeerState)]) -> CheckReport {
+    let bad = peers.iter().filter(|(_, s)| *s != PeerState::Ok).count();
+    let status = if bad == 0 { Status::Ok } else { Status::Warn };
+    check(
+        CheckKind::Wireguard,
+        status,
+        &format!("wg0: {bad}/{} peers down", peers.len()),
+        Details::Wireguard(WireguardDetails {
+            interfaces: vec![InterfaceInfo {
+                name: "wg0".into(),
+                source: Source::Kernel,
+                listen_port: Some(51820),
+                up: true,
+                public_key: Some(key(host)),
+                peers: peers
+                    .iter()
+                    .map(|(h, s)| PeerInfo {
+                        public_key: key(h),
+                        endpoint: None,
+                        allowed_ips: vec![],
+                        latest_handshake_age_secs: Some(5),
+                        handshake_clock_skew: false,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                        persistent_keepalive_secs: None,
+                        probe_target: None,
+                        probe_rtt_ms: None,
+                        one_way_secs: None,
+                        state: *s,
+                    })
+                    .collect(),
+                status,
+                summary: String::new(),
+            }],
+            missing: vec![],
+            notes: vec![],
+        }),
+    )
+}
+
+#[test]
+fn a_dead_wireguard_host_seen_by_all_its_peers_is_one_verdict() {
+    let mut e = engine();
+    let names = ["hv-a", "hv-b", "hv-c", "hv-d", "hv-e"];
+    let mesh = |dead: Option<&str>| -> Vec<HostReport> {
+        names
+            .iter()
+            .filter(|h| Some(**h) != dead)
+            .map(|h| {
+                let peers: Vec<(&str, PeerState)> = names
+                    .iter()
+                    .filter(|p| *p != h)
+                    .map(|p| {
+                        (
+                            *p,
+                            if Some(*p) == dead {
+                                PeerState::Unreachable
+                            } else {
+                                PeerState::Ok
+                            },
+                        )
+                    })
+                    .collect();
+                report(h, "az1", "b1", vec![wg(h, &peers)])
+            })
+            .collect()
+    };
+    cycle(&mut e, at(0), &mesh(None));
+    cycle(&mut e, at(10), &mesh(None));
+    // hv-e dies: its agent is silent too; the four others lose it.
+    let mut ev = Vec::new();
+    for t in [20, 30, 40, 50] {
+        ev.extend(cycle(&mut e, at(t), &mesh(Some("hv-e"))));
+    }
+    let o = opened(&ev);
+    assert_eq!(
+        o.len(),
+        1,
+        "one verdict about hv-e, not one per peer nor an AZ-wide wireguard fault: {o:#?}"
+    );
+    assert_eq!(o[0].host.as_deref(), Some("hv-e"));
+    assert!(
+        o[0].summary
+            .starts_with("hv-e unreachable over WireGuard: lost by 4/4 of its peers"),
+        "{}",
+        o[0].summary
+    );
+    assert!(
+        e.verdicts().all(|v| v.host.as_deref() == Some("hv-e")),
+        "{:#?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
+    assert!(
+        e.verdicts()
+            .any(|v| v.summary.contains("hv-e itself is stale")),
+        "after 3 intervals hv-e is stale"
+    );
+}
+
+#[test]
+fn a_flapping_check_opens_no_verdict() {
+    let mut e = engine();
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let d = if i % 2 == 0 {
+            dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+        } else {
+            dns_ok()
+        };
+        events.extend(cycle(
+            &mut e,
+            at(i * 10),
+            &[report("hv-1", "az1", "b1", vec![d])],
+        ));
+    }
+    assert!(opened(&events).is_empty(), "{events:#?}");
+}
+
+#[test]
+fn the_same_fault_in_every_az_is_one_region_verdict() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = ["az1", "az2", "az3"]
+        .iter()
+        .flat_map(|az| {
+            (0..4).map(move |i| {
+                report(
+                    &format!("{az}-hv{i}"),
+                    az,
+                    "b1",
+                    vec![dns(Status::Crit, "10.0.0.53:53", DnsOutcome::Timeout)],
+                )
+            })
+        })
+        .collect();
+    let ev = cycles(&mut e, 0, 5, &fleet);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{o:#?}");
+    assert_eq!(o[0].scope, Scope::Region);
+    assert!(
+        o[0].summary
+            .starts_with("dns CRIT in every AZ of region eu (az1, az2, az3): 12 hosts"),
+        "{}",
+        o[0].summary
+    );
+    let z = e.zones(None);
+    assert_eq!(z.region_verdicts.len(), 1);
+    assert!(z.zones.iter().all(|z| z.verdicts.is_empty()));
+}
+
+#[test]
+fn status_changes_and_restored_verdicts() {
+    let mut e = engine();
+    let fleet = |s: Status| -> Vec<HostReport> {
+        (0..4)
+            .map(|i| {
+                report(
+                    &format!("hv-{i}"),
+                    "az1",
+                    "b1",
+                    vec![dns(s, "10.0.0.53:53", DnsOutcome::Servfail)],
+                )
+            })
+            .collect()
+    };
+    let warm = cycles(&mut e, 0, 4, &fleet(Status::Warn));
+    assert_eq!(opened(&warm).len(), 1);
+    let ev = cycle(&mut e, at(40), &fleet(Status::Crit));
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    assert_eq!(ev[0].kind, EventKind::VerdictChanged);
+    assert_eq!(
+        (ev[0].old_status.as_deref(), ev[0].new_status.as_deref()),
+        (Some("warn"), Some("crit"))
+    );
+
+    // A restarted collector restores the open verdict and does not close it before the hosts reported.
+    let saved: Vec<Verdict> = e.verdicts().cloned().collect();
+    let mut fresh = engine();
+    fresh.restore(at(100), e.registry(), saved);
+    assert!(
+        fresh.tick(at(101)).is_empty(),
+        "nothing closes while warming up"
+    );
+    let ev = cycle(&mut fresh, at(105), &fleet(Status::Crit));
+    assert!(ev.is_empty(), "{ev:#?}");
+    let ev = cycle(&mut fresh, at(115), &fleet(Status::Crit));
+    assert!(
+        ev.is_empty(),
+        "the same verdict, not closed and reopened: {ev:#?}"
+    );
+    assert_eq!(fresh.verdicts().count(), 1);
+    // Reboot detection works across the restart: the registry kept the boot ids.
+    let rebooted: Vec<HostReport> = (0..4)
+        .map(|i| report(&format!("hv-{i}"), "az1", "b2", vec![dns_ok()]))
+        .collect();
+    let ev = cycle(&mut fresh, at(200), &rebooted);
+    assert!(ev.iter().any(|x| x.kind == EventKind::Rebooted), "{ev:#?}");
+}
+
+#[test]
+fn resolver_locality() {
+    assert!(loopback("127.0.0.1:53"));
+    assert!(loopback("127.0.0.53:53"));
+    assert!(loopback("[::1]:53"));
+    assert!(!loopback("10.0.0.53:53"));
+    assert!(!loopback("[fe80::1%eth0]:53"));
+}
