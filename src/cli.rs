@@ -194,34 +194,41 @@ fn print(text: &str) {
     let _ = stdout.flush();
 }
 
-fn status(args: StatusArgs) -> i32 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hvprobe: cannot start the runtime: {e}");
-            return EXIT_SOFTWARE;
-        }
-    };
-    let reply = rt.block_on(async {
-        let mut client = query_client(&args.collector).await?;
-        client
-            .zones(crate::wire::pb::ZonesRequest {
-                az: args.az.clone(),
-            })
+/// Runs one query against a collector: connects, calls `f`, and maps failures to exit codes (70 when the
+/// runtime cannot start, 3 when the collector cannot be reached or answers with an error).
+fn ask_collector<T, F, Fut>(url: &str, f: F) -> Result<T, i32>
+where
+    F: FnOnce(crate::wire::pb::query_client::QueryClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let rt = runtime().map_err(|e| {
+        eprintln!("hvprobe: cannot start the runtime: {e}");
+        EXIT_SOFTWARE
+    })?;
+    rt.block_on(async {
+        let client = query_client(url).await?;
+        f(client)
             .await
-            .map(|r| r.into_inner())
-            .map_err(|s| format!("collector {}: {}", args.collector, s.message()))
-    });
-    match reply {
+            .map(tonic::Response::into_inner)
+            .map_err(|s| format!("collector {url}: {}", s.message()))
+    })
+    .map_err(|e| {
+        eprintln!("hvprobe: {e}");
+        EXIT_UNREACHABLE
+    })
+}
+
+fn status(args: StatusArgs) -> i32 {
+    let az = args.az.clone();
+    match ask_collector(&args.collector, |mut c| async move {
+        c.zones(crate::wire::pb::ZonesRequest { az }).await
+    }) {
         Ok(z) => {
             let view = crate::wire::zones_from_pb(&z);
             print(&diag::fleet::status_table(&view, SystemTime::now()));
             diag::fleet::status_exit_code(&view)
         }
-        Err(e) => {
-            eprintln!("hvprobe: {e}");
-            EXIT_UNREACHABLE
-        }
+        Err(code) => code,
     }
 }
 
@@ -235,35 +242,21 @@ fn timeline(args: TimelineArgs) -> i32 {
         Some(Ok(t)) => Some(crate::wire::unix_ms(t)),
         Some(Err(e)) => return usage_error(format!("--since: {e}")),
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hvprobe: cannot start the runtime: {e}");
-            return EXIT_SOFTWARE;
-        }
+    let request = crate::wire::pb::EventsRequest {
+        since_unix_ms: since,
+        az: args.az.clone(),
+        limit: args.limit,
     };
-    let reply = rt.block_on(async {
-        let mut client = query_client(&args.collector).await?;
-        client
-            .events(crate::wire::pb::EventsRequest {
-                since_unix_ms: since,
-                az: args.az.clone(),
-                limit: args.limit,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| format!("collector {}: {}", args.collector, s.message()))
-    });
-    match reply {
+    match ask_collector(
+        &args.collector,
+        |mut c| async move { c.events(request).await },
+    ) {
         Ok(r) => {
             let events: Vec<_> = r.events.iter().map(crate::wire::event_from_pb).collect();
             print(&diag::fleet::timeline_markdown(&events));
             0
         }
-        Err(e) => {
-            eprintln!("hvprobe: {e}");
-            EXIT_UNREACHABLE
-        }
+        Err(code) => code,
     }
 }
 

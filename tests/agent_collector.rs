@@ -497,3 +497,50 @@ fn unit_files_pass_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_streams_the_timeline_live() {
+    let c = Collector::start("");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut query = pb::query_client::QueryClient::new(channel);
+    let mut watch = query
+        .watch_events(pb::WatchEventsRequest {
+            az: Some("az-w".into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let host = FixtureHost::kernel_6_18();
+    let mut agent = Agent::start(&host, "hv-watched", "az-w", &[&c.grpc], 1);
+    let c = tokio::task::spawn_blocking(move || {
+        wait_hosts(&c, 1, Duration::from_secs(15));
+        agent.terminate();
+        c
+    })
+    .await
+    .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(15), watch.message())
+        .await
+        .expect("no event within 15 s")
+        .unwrap()
+        .expect("stream ended");
+    assert_eq!(event.kind, pb::EventKind::HostStale as i32);
+    assert_eq!(event.host.as_deref(), Some("hv-watched"));
+    assert!(event.id > 0, "watchers see stored events (with their ids)");
+    // The same event is in the stored timeline.
+    let stored = query
+        .events(pb::EventsRequest {
+            az: Some("az-w".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(stored.iter().any(|e| e.id == event.id), "{stored:?}");
+    drop(c);
+}

@@ -251,3 +251,18 @@ fn nine_agents_three_azs_one_verdict_per_root_cause() {
         "{m}"
     );
 }
+
+#[test]
+fn status_and_timeline_without_a_collector_exit_3() {
+    let port = common::free_port();
+    for cmd in ["status", "timeline"] {
+        let out = run(&[cmd, "--collector", &format!("127.0.0.1:{port}")]);
+        assert_eq!(out.status.code(), Some(3), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot reach the collector"),
+            "{cmd}"
+        );
+    }
+    let out = run(&["timeline", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(64));
+}

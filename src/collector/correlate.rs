@@ -259,7 +259,7 @@ struct Cond {
 /// What the engine keeps of a host's latest report.
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
-    statuses: BTreeMap<CheckKind, (Status, String)>,
+    statuses: BTreeMap<CheckKind, Status>,
     dns: Vec<(String, DnsOutcome)>,
     wg_keys: Vec<String>,
     wg_down: bool,
@@ -271,8 +271,7 @@ impl Snapshot {
     fn of(r: &HostReport) -> Snapshot {
         let mut s = Snapshot::default();
         for c in &r.checks {
-            s.statuses
-                .insert(c.kind, (c.outcome.status, c.outcome.summary.clone()));
+            s.statuses.insert(c.kind, c.outcome.status);
             match &c.outcome.details {
                 Details::Dns(d) => {
                     s.dns = d
@@ -307,7 +306,7 @@ impl Snapshot {
     }
 
     fn not_ok(&self, k: CheckKind) -> bool {
-        self.statuses.get(&k).is_some_and(|(s, _)| *s != Status::Ok)
+        self.statuses.get(&k).is_some_and(|s| *s != Status::Ok)
     }
 }
 
@@ -573,7 +572,9 @@ impl Engine {
         t.last_seen = now;
         t.boot_id = r.boot_id.clone();
         let mut changed = false;
-        for (kind, (status, summary)) in &snap.statuses {
+        for check in &r.checks {
+            let (kind, status, summary) =
+                (&check.kind, &check.outcome.status, &check.outcome.summary);
             let c = t.conds.entry(*kind).or_default();
             let was = (c.active, c.status);
             if *status == Status::Ok {
@@ -592,8 +593,11 @@ impl Engine {
             if c.active {
                 c.status = Some(*status).filter(|s| *s != Status::Ok).or(c.status);
                 if *status != Status::Ok {
-                    c.summary = summary.clone();
+                    c.summary.clone_from(summary);
                 }
+            } else if !c.summary.is_empty() {
+                // Only an active condition needs its words; an idle host keeps none.
+                c.summary = String::new();
             }
             changed |= was != (c.active, c.status);
         }

@@ -112,7 +112,13 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let handle = state::Handle { tx };
     let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store));
     let events_tx = owner_state.events_tx.clone();
-    let owner = tokio::spawn(state::run(owner_state, rx));
+    let owner = match state::spawn(owner_state, rx) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the state owner");
+            return crate::cli::EXIT_SOFTWARE;
+        }
+    };
     // The timer: staleness and verdicts move on even when no report arrives.
     let ticker = {
         let h = handle.clone();
@@ -198,6 +204,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     .await;
     ticker.abort();
     drop(handle);
-    owner.abort();
+    // Every sender is gone once the servers stopped: the owner finishes its last write and ends.
+    let _ = tokio::task::spawn_blocking(move || owner.join()).await;
     0
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::correlate::{Engine, Event, EventKind};
+use super::correlate::{Engine, Event, EventKind, KnownHost};
 use super::store::Store;
 use crate::check::Status;
 use crate::report::HostReport;
@@ -203,9 +203,9 @@ impl State {
     }
 
     /// Writes events, then (and only then) makes them visible to watchers; keeps the open verdicts and
-    /// the host registry on disk in step.
-    fn publish(&mut self, events: Vec<Event>, registry_changed: bool) {
-        if events.is_empty() && !registry_changed {
+    /// the host registry on disk in step (`known`: a host that is new or has a new boot id or AZ).
+    fn publish(&mut self, events: Vec<Event>, known: Option<KnownHost>) {
+        if events.is_empty() && known.is_none() {
             return;
         }
         let verdicts_changed = events.iter().any(|e| {
@@ -224,17 +224,19 @@ impl State {
             }
             return;
         };
+        // The owner runs on a thread of its own (see `spawn`): writing here blocks nothing but the owner,
+        // which is the point: nothing else happens until the events are on disk.
         let engine = &self.engine;
-        let result = tokio::task::block_in_place(|| {
+        let result = (|| {
             let written = store.append(events)?;
             if verdicts_changed {
                 store.save_verdicts(engine.verdicts())?;
             }
-            if registry_changed {
-                store.save_hosts(&engine.registry())?;
+            if let Some(h) = &known {
+                store.save_hosts(std::slice::from_ref(h))?;
             }
             Ok::<_, super::store::StoreError>(written)
-        });
+        })();
         match result {
             Ok(written) => {
                 for e in written {
@@ -262,10 +264,17 @@ impl State {
         self.reporting_streams.insert(stream);
         let mut ack = AckInfo::default();
         let id = report.host_id.clone();
-        let registry_changed = self
+        let known = self
             .hosts
             .get(&id)
-            .is_none_or(|h| h.report.boot_id != report.boot_id || h.report.az != report.az);
+            .is_none_or(|h| h.report.boot_id != report.boot_id || h.report.az != report.az)
+            .then(|| KnownHost {
+                id: id.clone(),
+                az: report.az.clone(),
+                region: report.region.clone().unwrap_or_default(),
+                boot_id: report.boot_id.clone(),
+                interval: report.interval,
+            });
         let events = self.engine.observe(SystemTime::now(), &report);
         let conflict_with = match self.hosts.get(&id) {
             Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
@@ -293,7 +302,7 @@ impl State {
                 conflict_with,
             },
         );
-        self.publish(events, registry_changed);
+        self.publish(events, known);
         ack
     }
 
@@ -342,7 +351,7 @@ impl State {
             Cmd::Query(f) => f(self),
             Cmd::Tick => {
                 let events = self.engine.tick(SystemTime::now());
-                self.publish(events, false);
+                self.publish(events, None);
             }
         }
     }
@@ -353,6 +362,20 @@ pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
     while let Some(cmd) = rx.recv().await {
         state.handle(cmd);
     }
+}
+
+/// Runs the owner on a dedicated thread with a runtime of its own: its synchronous database writes never
+/// occupy a worker of the network runtime, and the state stays on one thread.
+pub fn spawn(
+    state: State,
+    rx: mpsc::Receiver<Cmd>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("hvprobe-state".into())
+        .spawn(move || rt.block_on(run(state, rx)))
 }
 
 /// A cheap handle for talking to the owner.
