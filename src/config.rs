@@ -182,10 +182,10 @@ impl Default for AgentConfig {
 
 /// A name: host id, AZ, region.
 fn check_ident(p: &mut Problems, key: &str, v: &str) {
-    if v.is_empty() || v.len() > 253 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if !crate::report::valid_ident(v) {
         p.push(
             key,
-            format!("{v:?} must be 1-253 characters without spaces"),
+            format!("{v:?} must be 1-253 characters without spaces or slashes"),
         );
     }
 }

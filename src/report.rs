@@ -62,18 +62,25 @@ pub mod limits {
     pub const MAX_CHECKS: usize = 32;
 }
 
+/// A host id, AZ or region: 1 to 253 characters, no spaces, slashes or control characters (they end up
+/// in URLs, metric labels and file names).
+pub fn valid_ident(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= limits::MAX_ID
+        && !v
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+}
+
 /// Checks a report's identity fields; the collector refuses the stream otherwise.
 pub fn validate(r: &HostReport) -> Result<(), String> {
     let ident = |what: &str, v: &str| -> Result<(), String> {
-        if v.is_empty()
-            || v.len() > limits::MAX_ID
-            || v.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            Err(format!(
-                "{what} {v:?} is empty, too long or has spaces/control characters"
-            ))
-        } else {
+        if valid_ident(v) {
             Ok(())
+        } else {
+            Err(format!(
+                "{what} {v:?} is empty, too long or has spaces, slashes or control characters"
+            ))
         }
     };
     ident("host_id", &r.host_id)?;

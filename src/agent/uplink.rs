@@ -273,6 +273,7 @@ async fn session(
         Err(status) => return refused(&status, false),
     };
     let mut acked = false;
+    let mut last_message = String::new();
     loop {
         tokio::select! {
             changed = reports.changed() => {
@@ -296,9 +297,11 @@ async fn session(
                         }
                         *connected_once = true;
                     }
-                    if !ack.message.is_empty() {
+                    // Told once per session, not on every ack.
+                    if !ack.message.is_empty() && ack.message != last_message {
                         tracing::warn!(collector = %cfg.target, message = %ack.message, "collector says");
                     }
+                    last_message = ack.message;
                     if ack.retry_after_ms > 0 {
                         return End::RetryAfter(Duration::from_millis(u64::from(ack.retry_after_ms)));
                     }

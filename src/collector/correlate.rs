@@ -1162,7 +1162,18 @@ impl Engine {
                     continue;
                 }
                 let mut closed = old.clone();
-                closed.summary = format!("closed: {}", old.summary);
+                // Silence is not recovery: say so when every host of the verdict went stale.
+                let all_stale = !old.hosts.is_empty()
+                    && old
+                        .hosts
+                        .iter()
+                        .all(|h| self.hosts.get(h).is_some_and(|t| t.stale));
+                closed.summary =
+                    if all_stale && old.check != "reachability" && !old.key.ends_with("-mesh") {
+                        format!("no data (hosts stale), not recovered: {}", old.summary)
+                    } else {
+                        format!("closed: {}", old.summary)
+                    };
                 events.push(verdict_event(
                     now,
                     EventKind::VerdictClosed,

@@ -279,8 +279,11 @@ impl State {
         let conflict_with = match self.hosts.get(&id) {
             Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
                 let other = self.streams.get(&prev.stream).copied().flatten();
-                tracing::warn!(host_id = %id, stream, other_stream = prev.stream, other_peer = ?other,
-                    "host id reported by two live streams");
+                // Logged when the conflict starts, not on every report of it.
+                if prev.conflict_with.is_none() {
+                    tracing::warn!(host_id = %id, stream, other_stream = prev.stream, other_peer = ?other,
+                        "host id reported by two live streams");
+                }
                 ack.message = format!(
                     "host id {id:?} is also reported by another live stream{}: fix host-id on one of them",
                     other.map(|a| format!(" from {a}")).unwrap_or_default()
