@@ -127,6 +127,18 @@ fn failed(why: impl Into<String>) -> End {
     }
 }
 
+/// The address to dial: a fresh resolution when there is one (and it becomes the last good one), else the
+/// last good address.
+fn remember(
+    last_good: &mut Option<SocketAddr>,
+    resolved: Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    if resolved.is_some() {
+        *last_good = resolved;
+    }
+    *last_good
+}
+
 /// Sleeps unless shutdown comes first; returns false on shutdown.
 async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -153,18 +165,21 @@ pub async fn run(
         }
         let addr = match &cfg.target {
             Target::Addr(a) => Some(*a),
-            Target::Name(host, port) => match tokio::net::lookup_host((host.as_str(), *port)).await
+            // Bounded: a broken resolver must not hold the reconnection up.
+            Target::Name(host, port) => match tokio::time::timeout(
+                cfg.connect_timeout,
+                tokio::net::lookup_host((host.as_str(), *port)),
+            )
+            .await
             {
-                Ok(mut addrs) => {
-                    let a = addrs.next();
-                    if a.is_some() {
-                        last_good = a;
-                    }
-                    a.or(last_good)
-                }
-                Err(e) => {
+                Ok(Ok(mut addrs)) => remember(&mut last_good, addrs.next()),
+                Ok(Err(e)) => {
                     tracing::debug!(collector = %cfg.target, error = %e, "resolution failed; using the last good address");
-                    last_good
+                    remember(&mut last_good, None)
+                }
+                Err(_) => {
+                    tracing::debug!(collector = %cfg.target, "resolution timed out; using the last good address");
+                    remember(&mut last_good, None)
                 }
             },
         };
@@ -216,7 +231,6 @@ pub async fn run(
 }
 
 /// One connection and one stream, until either fails or shutdown comes.
-#[allow(clippy::too_many_arguments)] // the state a session updates lives in the caller's loop
 async fn session(
     cfg: &UplinkConfig,
     addr: SocketAddr,
@@ -360,6 +374,22 @@ mod tests {
         assert!(parse_target("collector").is_err());
         assert!(parse_target("bad host:7400").is_err());
         assert!(parse_target("x:99999").is_err());
+    }
+
+    #[test]
+    fn the_last_good_address_survives_a_failed_resolution() {
+        let a: SocketAddr = "10.0.0.5:7400".parse().unwrap();
+        let b: SocketAddr = "10.0.0.6:7400".parse().unwrap();
+        let mut last = None;
+        assert_eq!(remember(&mut last, None), None);
+        assert_eq!(remember(&mut last, Some(a)), Some(a));
+        assert_eq!(
+            remember(&mut last, None),
+            Some(a),
+            "resolution failed: keep dialling a"
+        );
+        assert_eq!(remember(&mut last, Some(b)), Some(b), "the collector moved");
+        assert_eq!(remember(&mut last, None), Some(b));
     }
 
     #[test]

@@ -573,16 +573,16 @@ fn resolver_locality() {
 #[test]
 fn a_host_verdict_closed_by_silence_says_so() {
     let mut e = engine();
-    let bad = vec![report(
+    let bad = report(
         "hv-1",
         "az1",
         "b1",
         vec![dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)],
-    )];
+    );
     let ok: Vec<HostReport> = (2..6)
         .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![dns_ok()]))
         .collect();
-    let all: Vec<HostReport> = bad.iter().chain(&ok).cloned().collect();
+    let all: Vec<HostReport> = std::iter::once(&bad).chain(&ok).cloned().collect();
     assert_eq!(opened(&cycles(&mut e, 0, 4, &all)).len(), 1);
     // hv-1 goes silent while the others keep reporting: its verdict closes, but not as "recovered".
     let ev = cycles(&mut e, 40, 5, &ok);
