@@ -14,7 +14,7 @@
 //! `HVPROBE_BENCH_SMALL_REPORT=1` (no md arrays in the report: separates connection cost from state).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop loudly
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -27,13 +27,17 @@ use hvprobe::report::HostReport;
 use hvprobe::wire::{self, pb};
 use tokio::sync::Mutex;
 
-struct Guard(Child);
+mod common;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+use common::{Guard, free_port};
+
+/// The collector's CPU, exited threads included (its runtime's blocking threads come and go).
+fn cpu(pid: u32) -> Duration {
+    common::cpu_process(pid)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    common::status_kib(pid, "VmRSS:")
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -41,37 +45,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// user + system CPU of the whole process, exited threads included (`/proc/<pid>/stat`, clock ticks of
-/// 10 ms: plenty over a one-minute window).
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn raise_nofile() {

@@ -195,6 +195,16 @@ fn with_two_collectors_one_down_the_other_keeps_reporting() {
     assert!(missed >= 2, "missed_cycles {missed}");
 }
 
+/// Waits (off the async workers) until the collector has one reporting host, and hands it back.
+async fn ready(c: Collector) -> Collector {
+    tokio::task::spawn_blocking(move || {
+        wait_hosts(&c, 1, Duration::from_secs(15));
+        c
+    })
+    .await
+    .unwrap()
+}
+
 /// Sends `frames` as the raw messages of an Ingest.Stream call, bypassing the protobuf encoder.
 async fn raw_stream(addr: &str, frames: Vec<Vec<u8>>) -> Result<(), tonic::Status> {
     #[derive(Clone, Default)]
@@ -264,12 +274,7 @@ async fn an_oversized_or_garbage_message_closes_only_its_stream() {
     let c = Collector::start("max-message-bytes = 8192");
     let host = FixtureHost::kernel_6_18();
     let _agent = Agent::start(&host, "hv-good", "az1", &[&c.grpc], 1);
-    let c = tokio::task::spawn_blocking(move || {
-        wait_hosts(&c, 1, Duration::from_secs(15));
-        c
-    })
-    .await
-    .unwrap();
+    let c = ready(c).await;
 
     // Garbage: bytes that are not a Report.
     let garbage = raw_stream(&c.grpc, vec![vec![0xff; 64]]).await;
@@ -340,12 +345,7 @@ async fn over_capacity_new_streams_are_refused_with_a_retry_hint() {
     let c = Collector::start("max-streams = 1\nretry-after-ms = 5000");
     let host = FixtureHost::kernel_6_18();
     let _agent = Agent::start(&host, "hv-first", "az1", &[&c.grpc], 1);
-    let c = tokio::task::spawn_blocking(move || {
-        wait_hosts(&c, 1, Duration::from_secs(15));
-        c
-    })
-    .await
-    .unwrap();
+    let c = ready(c).await;
     use prost::Message;
     let r = pb::Report {
         host_id: "hv-second".into(),

@@ -23,6 +23,15 @@ impl Case {
         Case { host }
     }
 
+    /// Runs the dns check with a config file as it is.
+    fn run(&self, cfg: &std::path::Path) -> std::process::Output {
+        let root = self.host.root_str();
+        let cfg = cfg.to_str().unwrap();
+        run(&[
+            "check", "--root", root, "--check", "dns", "--format", "json", "--config", cfg,
+        ])
+    }
+
     /// Runs the dns check with this config body (a `[[check]] kind = "dns"` table is prepended).
     fn check(&self, body: &str) -> (i32, serde_json::Value, Duration) {
         let cfg = self.host.path("dns.toml");
@@ -32,17 +41,7 @@ impl Case {
         )
         .unwrap();
         let t = Instant::now();
-        let out = run(&[
-            "check",
-            "--root",
-            self.host.root_str(),
-            "--check",
-            "dns",
-            "--format",
-            "json",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
+        let out = self.run(&cfg);
         let took = t.elapsed();
         (out.status.code().unwrap(), json_of(&out), took)
     }
@@ -210,17 +209,7 @@ fn no_resolver_to_test_is_unknown() {
     let case = Case::new();
     let cfg = case.host.path("dns.toml");
     std::fs::write(&cfg, "[[check]]\nkind = \"dns\"\n").unwrap();
-    let out = run(&[
-        "check",
-        "--root",
-        case.host.root_str(),
-        "--check",
-        "dns",
-        "--format",
-        "json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let out = case.run(&cfg);
     let doc = json_of(&out);
     assert_eq!(out.status.code(), Some(3));
     let c = check_of(&doc, "dns");
@@ -235,17 +224,7 @@ fn no_resolver_to_test_is_unknown() {
 
     case.host
         .write("etc/resolv.conf", "# nothing here\nsearch example.com\n");
-    let out = run(&[
-        "check",
-        "--root",
-        case.host.root_str(),
-        "--check",
-        "dns",
-        "--format",
-        "json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let out = case.run(&cfg);
     let doc = json_of(&out);
     assert_eq!(out.status.code(), Some(3));
     assert!(
