@@ -143,14 +143,35 @@ fn agents_come_back_by_themselves_after_the_collector_is_killed() {
         .collect();
     wait_hosts(&c, 3, Duration::from_secs(15));
     let pids: Vec<u32> = agents.iter().map(Agent::pid).collect();
+    // The last sequence number each agent got through; only a report sent after the restart exceeds it
+    // (an agent may already be back by the time the restarted collector's API first answers).
+    let seq_before: std::collections::HashMap<String, u64> = c
+        .hosts()
+        .iter()
+        .map(|h| {
+            (
+                h["host_id"].as_str().unwrap().to_string(),
+                h["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seq_before.len(), 3, "{seq_before:?}");
     c.kill9();
     std::thread::sleep(Duration::from_secs(3));
     c.restart();
-    assert!(c.hosts().is_empty(), "a restarted collector starts empty");
     // Bound: first delay (<= 1 interval) plus the backoff reached during 3 s of failures (~1.6 + 2.6 s,
     // capped at reconnect-max-secs = 5), with jitter.
     let t = Instant::now();
-    wait_hosts(&c, 3, Duration::from_secs(15));
+    let fresh = |h: &serde_json::Value| {
+        let before = h["host_id"].as_str().and_then(|id| seq_before.get(id));
+        h["status"] != "stale"
+            && matches!((h["seq"].as_u64(), before), (Some(s), Some(b)) if s > *b)
+    };
+    wait_for(Duration::from_secs(15), || {
+        let hosts = c.hosts();
+        (hosts.len() == 3 && hosts.iter().all(fresh)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("agents did not come back: {:?}\n{}", c.hosts(), c.log()));
     eprintln!("all agents back {:?} after the restart", t.elapsed());
     let after: Vec<u32> = agents.iter().map(Agent::pid).collect();
     assert_eq!(pids, after, "no agent restarted");
@@ -185,14 +206,21 @@ fn with_two_collectors_one_down_the_other_keeps_reporting() {
         "c1 stopped getting reports while c2 was down: {before} -> {after}"
     );
     assert_eq!(c1.host("hv-dual").unwrap()["status"], "ok");
-    // c2 comes back: the agent reconnects and tells it how many cycles it missed.
+    // c2 comes back: the agent reconnects and tells it how many cycles it missed. The count stays in
+    // the host's total (the next report, one interval later, carries 0 again).
     c2.restart();
     let missed = wait_for(Duration::from_secs(15), || {
         let full = c2.get("/api/v1/hosts/hv-dual");
-        full["missed_cycles"].as_u64()
+        full["missed_cycles_total"].as_u64()
     })
     .expect("the agent did not come back to c2");
-    assert!(missed >= 2, "missed_cycles {missed}");
+    assert!(missed >= 2, "missed_cycles_total {missed}");
+    let metric = c2.metrics().lines().find_map(|l| {
+        l.strip_prefix("hvprobe_collector_missed_cycles_total ")?
+            .parse::<f64>()
+            .ok()
+    });
+    assert_eq!(metric, Some(missed as f64), "{}", c2.metrics());
 }
 
 /// Waits (off the async workers) until the collector has one reporting host, and hands it back.
@@ -203,6 +231,17 @@ async fn ready(c: Collector) -> Collector {
     })
     .await
     .unwrap()
+}
+
+/// The smallest valid report for `host_id` in az1; tests override fields with `..report(id)`.
+fn report(host_id: &str) -> pb::Report {
+    pb::Report {
+        host_id: host_id.into(),
+        az: "az1".into(),
+        interval_secs: 1,
+        seq: 1,
+        ..Default::default()
+    }
 }
 
 /// Sends `frames` as the raw messages of an Ingest.Stream call, bypassing the protobuf encoder.
@@ -282,12 +321,8 @@ async fn an_oversized_or_garbage_message_closes_only_its_stream() {
     // Oversized: a valid Report above max-message-bytes.
     use prost::Message;
     let big = pb::Report {
-        host_id: "hv-big".into(),
-        az: "az1".into(),
-        interval_secs: 1,
-        seq: 1,
         agent_version: "x".repeat(20_000),
-        ..Default::default()
+        ..report("hv-big")
     };
     let over = raw_stream(&c.grpc, vec![big.encode_to_vec()]).await;
     let status = over.expect_err("an oversized message was accepted");
@@ -299,12 +334,7 @@ async fn an_oversized_or_garbage_message_closes_only_its_stream() {
         "{status:?}"
     );
     // Invalid identity: an empty host id.
-    let invalid = pb::Report {
-        az: "az1".into(),
-        interval_secs: 1,
-        seq: 1,
-        ..Default::default()
-    };
+    let invalid = report("");
     let status = raw_stream(&c.grpc, vec![invalid.encode_to_vec()])
         .await
         .expect_err("accepted");
@@ -347,13 +377,7 @@ async fn over_capacity_new_streams_are_refused_with_a_retry_hint() {
     let _agent = Agent::start(&host, "hv-first", "az1", &[&c.grpc], 1);
     let c = ready(c).await;
     use prost::Message;
-    let r = pb::Report {
-        host_id: "hv-second".into(),
-        az: "az1".into(),
-        interval_secs: 1,
-        seq: 1,
-        ..Default::default()
-    };
+    let r = report("hv-second");
     let status = raw_stream(&c.grpc, vec![r.encode_to_vec()])
         .await
         .expect_err("a stream beyond capacity was accepted");

@@ -85,6 +85,7 @@ fn host_json(s: &State, id: &str) -> Option<serde_json::Value> {
         "seq": r.seq,
         "interval_secs": r.interval.as_secs(),
         "missed_cycles": r.missed_cycles,
+        "missed_cycles_total": h.missed_cycles_total,
         "agent_version": r.agent_version,
         "agent": r.agent,
         "conflict": summary.conflict,
@@ -206,6 +207,13 @@ fn render_metrics(s: &State, stats: &IngestStats) -> String {
         "counter",
         "Reports accepted.",
         &[(String::new(), s.reports_total as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_missed_cycles_total",
+        "counter",
+        "Agent cycles that never reached this collector, as the agents reported afterwards.",
+        &[(String::new(), s.missed_cycles_total as f64)],
     );
     family(
         &mut out,

@@ -83,6 +83,9 @@ pub struct HostEntry {
     pub stream: u64,
     /// Another live stream reports the same host id.
     pub conflict_with: Option<u64>,
+    /// Cycles this collector process missed from the host since its first report (the sum of the reports'
+    /// `missed_cycles`), so a gap stays visible after the next report.
+    pub missed_cycles_total: u64,
 }
 
 impl HostEntry {
@@ -168,6 +171,8 @@ pub struct State {
     pub reporting_streams: HashSet<u64>,
     /// Reports accepted.
     pub reports_total: u64,
+    /// Agent cycles that never reached this collector (reported afterwards as `missed_cycles`).
+    pub missed_cycles_total: u64,
     /// Arrival times of the last minute's reports, for the rate.
     recent: VecDeque<Instant>,
     /// Staleness threshold in intervals.
@@ -192,6 +197,7 @@ impl State {
             streams: HashMap::new(),
             reporting_streams: HashSet::new(),
             reports_total: 0,
+            missed_cycles_total: 0,
             recent: VecDeque::new(),
             stale_after_intervals,
             started: Instant::now(),
@@ -276,6 +282,9 @@ impl State {
                 interval: report.interval,
             });
         let events = self.engine.observe(SystemTime::now(), &report);
+        let missed = u64::from(report.missed_cycles);
+        self.missed_cycles_total += missed;
+        let missed_cycles_total = missed + self.hosts.get(&id).map_or(0, |h| h.missed_cycles_total);
         let conflict_with = match self.hosts.get(&id) {
             Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
                 let other = self.streams.get(&prev.stream).copied().flatten();
@@ -303,6 +312,7 @@ impl State {
                 last_seen_at: now,
                 stream,
                 conflict_with,
+                missed_cycles_total,
             },
         );
         self.publish(events, known);
@@ -557,6 +567,26 @@ mod tests {
         });
         s.handle(Cmd::StreamClosed { stream: 2 });
         assert!(s.apply(3, report("hv1", 10), t0).message.is_empty());
+    }
+
+    #[test]
+    fn missed_cycles_add_up_and_outlive_the_next_report() {
+        let mut s = state();
+        let t0 = Instant::now();
+        let with_gap = |seq: u64, missed: u32| HostReport {
+            seq,
+            missed_cycles: missed,
+            ..report("hv1", 1)
+        };
+        s.apply(1, with_gap(1, 0), t0);
+        s.apply(2, with_gap(5, 3), t0);
+        s.apply(2, with_gap(6, 0), t0);
+        s.apply(3, with_gap(9, 2), t0);
+        s.apply(3, report("hv2", 1), t0);
+        assert_eq!(s.hosts["hv1"].report.missed_cycles, 2);
+        assert_eq!(s.hosts["hv1"].missed_cycles_total, 5);
+        assert_eq!(s.hosts["hv2"].missed_cycles_total, 0);
+        assert_eq!(s.missed_cycles_total, 5);
     }
 
     #[test]
