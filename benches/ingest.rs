@@ -23,8 +23,9 @@ use hvprobe::check::runner::Runner;
 use hvprobe::check::{Context, Mode};
 use hvprobe::config::Config;
 use hvprobe::host::HostRoot;
+use hvprobe::pb;
 use hvprobe::report::HostReport;
-use hvprobe::wire::{self, pb};
+use hvprobe::wire;
 use tokio::sync::Mutex;
 
 mod common;

@@ -13,13 +13,9 @@ use crate::check::runner::Runner;
 use crate::check::{CheckKind, Context, Mode};
 use crate::config::Config;
 use crate::diag::{self, Format, RunReport};
+use crate::exit;
 use crate::host::HostRoot;
 use crate::identity::HostInfo;
-
-/// Usage or configuration error (sysexits EX_USAGE).
-pub const EXIT_USAGE: i32 = 64;
-/// Internal error (sysexits EX_SOFTWARE).
-pub const EXIT_SOFTWARE: i32 = 70;
 
 /// hvprobe: hypervisor health probe.
 #[derive(Debug, Parser)]
@@ -144,7 +140,7 @@ pub fn main() -> i32 {
             // Help and version asked for are successes; help shown for a missing subcommand is not.
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => EXIT_USAGE,
+                _ => exit::USAGE,
             };
         }
     };
@@ -163,9 +159,6 @@ pub fn main() -> i32 {
     }
 }
 
-/// Exit code when the collector cannot be reached (Nagios UNKNOWN).
-pub const EXIT_UNREACHABLE: i32 = 3;
-
 fn collector_url(s: &str) -> String {
     if s.starts_with("http://") || s.starts_with("https://") {
         s.to_owned()
@@ -176,7 +169,7 @@ fn collector_url(s: &str) -> String {
 
 async fn query_client(
     url: &str,
-) -> Result<crate::wire::pb::query_client::QueryClient<tonic::transport::Channel>, String> {
+) -> Result<crate::pb::query_client::QueryClient<tonic::transport::Channel>, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(collector_url(url))
         .map_err(|e| format!("--collector {url}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
@@ -185,7 +178,7 @@ async fn query_client(
         .connect()
         .await
         .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
-    Ok(crate::wire::pb::query_client::QueryClient::new(channel))
+    Ok(crate::pb::query_client::QueryClient::new(channel))
 }
 
 fn print(text: &str) {
@@ -198,12 +191,12 @@ fn print(text: &str) {
 /// runtime cannot start, 3 when the collector cannot be reached or answers with an error).
 fn ask_collector<T, F, Fut>(url: &str, f: F) -> Result<T, i32>
 where
-    F: FnOnce(crate::wire::pb::query_client::QueryClient<tonic::transport::Channel>) -> Fut,
+    F: FnOnce(crate::pb::query_client::QueryClient<tonic::transport::Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let rt = runtime().map_err(|e| {
         eprintln!("hvprobe: cannot start the runtime: {e}");
-        EXIT_SOFTWARE
+        exit::SOFTWARE
     })?;
     rt.block_on(async {
         let client = query_client(url).await?;
@@ -214,14 +207,14 @@ where
     })
     .map_err(|e| {
         eprintln!("hvprobe: {e}");
-        EXIT_UNREACHABLE
+        exit::UNREACHABLE
     })
 }
 
 fn status(args: StatusArgs) -> i32 {
     let az = args.az.clone();
     match ask_collector(&args.collector, |mut c| async move {
-        c.zones(crate::wire::pb::ZonesRequest { az }).await
+        c.zones(crate::pb::ZonesRequest { az }).await
     }) {
         Ok(z) => {
             let view = crate::wire::zones_from_pb(&z);
@@ -242,7 +235,7 @@ fn timeline(args: TimelineArgs) -> i32 {
         Some(Ok(t)) => Some(crate::wire::unix_ms(t)),
         Some(Err(e)) => return usage_error(format!("--since: {e}")),
     };
-    let request = crate::wire::pb::EventsRequest {
+    let request = crate::pb::EventsRequest {
         since_unix_ms: since,
         az: args.az.clone(),
         limit: args.limit,
@@ -273,7 +266,7 @@ fn agent(args: AgentArgs) -> i32 {
         interval_secs: args.interval_secs,
         root: args.root,
     };
-    let settings = match crate::agent::settings(&config, &overrides) {
+    let settings = match crate::agent::settings(config.agent.as_ref(), &overrides) {
         Ok(s) => s,
         Err(p) => return usage_error(format!("invalid agent settings:\n{p}")),
     };
@@ -287,10 +280,10 @@ fn agent(args: AgentArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hvprobe: cannot start the runtime: {e}");
-            return EXIT_SOFTWARE;
+            return exit::SOFTWARE;
         }
     };
-    let code = rt.block_on(crate::agent::run(settings, &config));
+    let code = rt.block_on(crate::agent::run(settings, &config.checks));
     rt.shutdown_timeout(Duration::from_millis(200));
     code
 }
@@ -305,7 +298,8 @@ fn collector(args: CollectorArgs) -> i32 {
         http: args.http,
         db: args.db,
     };
-    let (settings, correlation) = match crate::collector::settings(&config, &overrides) {
+    let correlation = config.correlation.clone().unwrap_or_default();
+    let settings = match crate::collector::settings(config.collector.as_ref(), &overrides) {
         Ok(s) => s,
         Err(p) => return usage_error(format!("invalid collector settings:\n{p}")),
     };
@@ -317,7 +311,7 @@ fn collector(args: CollectorArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hvprobe: cannot start the runtime: {e}");
-            return EXIT_SOFTWARE;
+            return exit::SOFTWARE;
         }
     };
     let code = rt.block_on(crate::collector::run(settings, correlation));
@@ -338,7 +332,7 @@ pub fn init_logging(filter: Option<&str>, default: &str) {
 
 fn usage_error(msg: impl std::fmt::Display) -> i32 {
     eprintln!("hvprobe: {msg}");
-    EXIT_USAGE
+    exit::USAGE
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, i32> {
@@ -412,7 +406,7 @@ fn check(args: CheckArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hvprobe: cannot start the runtime: {e}");
-            return EXIT_SOFTWARE;
+            return exit::SOFTWARE;
         }
     };
     let ctx = Context::new(root.clone(), Mode::OneShot);

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Agent, Collector, FixtureHost, wait_for};
-use hvprobe::wire::pb;
+use hvprobe::pb;
 
 /// A healthy host, a host whose conntrack table is 80 % full, and one with a degraded RAID1.
 fn fleet_hosts() -> (FixtureHost, FixtureHost, FixtureHost) {

@@ -10,7 +10,7 @@
 //! - **Collectors are independent** (see [`uplink`]): losing one AZ's collector loses no view elsewhere.
 //! - Logs are transitions (a check changing status, a collector lost or back), never every result.
 
-pub mod notify;
+pub mod config;
 pub mod uplink;
 
 use std::collections::HashMap;
@@ -20,9 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::check::registry::CheckConfig;
 use crate::check::runner::{CheckReport, Runner};
 use crate::check::{CheckKind, Context, Mode, Status};
-use crate::config::{AgentConfig, Config, Problems};
+use crate::problems::Problems;
+
+pub use self::config::AgentConfig;
 use crate::host::HostRoot;
 use crate::identity;
 use crate::report::{AgentSelf, HostReport};
@@ -69,8 +72,8 @@ pub struct Settings {
 }
 
 /// Merges `[agent]` and the flags, and validates the result (errors name the key).
-pub fn settings(config: &Config, o: &Overrides) -> Result<Settings, Problems> {
-    let mut a: AgentConfig = config.agent.clone().unwrap_or_default();
+pub fn settings(section: Option<&AgentConfig>, o: &Overrides) -> Result<Settings, Problems> {
+    let mut a: AgentConfig = section.cloned().unwrap_or_default();
     if o.host_id.is_some() {
         a.host_id = o.host_id.clone();
     }
@@ -181,20 +184,19 @@ fn log_transitions(prev: &mut HashMap<CheckKind, Status>, checks: &[CheckReport]
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Returns the exit code.
-pub async fn run(s: Settings, config: &Config) -> i32 {
-    let notifier = notify::Notifier::from_env();
+pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
+    let notifier = crate::sdnotify::Notifier::from_env();
     let boot_id = identity::read_boot_id(&s.root).unwrap_or_default();
     let boot_time = identity::read_boot_time(&s.root);
     let mut runner = Runner::new(
-        config
-            .checks
+        checks
             .iter()
             .filter(|c| c.enabled())
             .map(|c| c.build())
             .collect(),
     );
     let ctx = Context::new(s.root.clone(), Mode::Agent);
-    let (report_tx, report_rx) = watch::channel::<Option<Arc<wire::pb::Report>>>(None);
+    let (report_tx, report_rx) = watch::channel::<Option<Arc<crate::pb::Report>>>(None);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut uplinks = tokio::task::JoinSet::new();
     for target in &s.collectors {
@@ -210,7 +212,7 @@ pub async fn run(s: Settings, config: &Config) -> i32 {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot install the SIGTERM handler");
-            return crate::cli::EXIT_SOFTWARE;
+            return crate::exit::SOFTWARE;
         }
     };
     let stop = async move {
@@ -289,15 +291,13 @@ mod tests {
 
     #[test]
     fn flags_override_the_config_and_problems_name_keys() {
-        let cfg = Config::parse(
-            "[agent]\naz = \"az1\"\nhost-id = \"hv-1\"\ncollectors = [\"127.0.0.1:7400\"]\n",
-            "x",
-        )
-        .unwrap();
-        let s = settings(&cfg, &Overrides::default()).unwrap();
+        let cfg: AgentConfig =
+            toml::from_str("az = \"az1\"\nhost-id = \"hv-1\"\ncollectors = [\"127.0.0.1:7400\"]\n")
+                .unwrap();
+        let s = settings(Some(&cfg), &Overrides::default()).unwrap();
         assert_eq!((s.host_id.as_str(), s.az.as_str()), ("hv-1", "az1"));
         let s = settings(
-            &cfg,
+            Some(&cfg),
             &Overrides {
                 az: Some("az2".into()),
                 collectors: vec!["10.0.0.5:7400".into(), "10.1.0.5:7400".into()],
@@ -310,7 +310,7 @@ mod tests {
             (s.az.as_str(), s.collectors.len(), s.interval),
             ("az2", 2, Duration::from_secs(2))
         );
-        let e = settings(&Config::default(), &Overrides::default())
+        let e = settings(None, &Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("agent.az: required"), "{e}");

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::wire::pb;
-use crate::wire::pb::ingest_client::IngestClient;
+use crate::pb;
+use crate::pb::ingest_client::IngestClient;
 
 /// Where a collector is.
 #[derive(Debug, Clone, PartialEq, Eq)]

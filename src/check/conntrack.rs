@@ -21,9 +21,9 @@ use super::{
     BoxFuture, Check, CheckKind, Context, Details, Failure, Mode, Outcome, Perf, Status,
     UnknownReason,
 };
-use crate::config::Problems;
 use crate::host::HostRoot;
 use crate::parse::ParseError;
+use crate::problems::Problems;
 use crate::util::fmt_rate;
 
 const COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";

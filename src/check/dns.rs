@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{BoxFuture, Check, CheckKind, Context, Details, Outcome, Perf, Status, UnknownReason};
-use crate::config::Problems;
 use crate::host::HostRoot;
+use crate::problems::Problems;
 
 /// `[[check]] kind = "dns"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

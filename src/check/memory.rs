@@ -21,9 +21,9 @@ use super::{
     BoxFuture, Check, CheckKind, Context, Details, Failure, Mode, Outcome, Perf, Status,
     UnknownReason,
 };
-use crate::config::Problems;
 use crate::host::HostRoot;
 use crate::parse::{ParseError, Psi, parse_key_values, parse_psi};
+use crate::problems::Problems;
 use crate::util::{fmt_bytes, fmt_rate};
 
 const MEMINFO: &str = "/proc/meminfo";

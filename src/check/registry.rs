@@ -10,7 +10,7 @@ use super::dns::{DnsCheck, DnsConfig};
 use super::md_raid::{MdRaidCheck, MdRaidConfig};
 use super::memory::{MemoryCheck, MemoryConfig};
 use super::wireguard::{WireguardCheck, WireguardConfig};
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// The stable names of the checks, as used on the CLI, in config (`kind = "…"`), JSON and the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

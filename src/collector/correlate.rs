@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::dns::DnsOutcome;
 use crate::check::wireguard::PeerState;
 use crate::check::{CheckKind, Details, Status};
-use crate::config::Problems;
+pub use crate::fleet::{Event, EventKind, Recovery, Scope, VerdictView, ZoneView, ZonesView};
+use crate::problems::Problems;
 use crate::report::HostReport;
 use crate::util::{fmt_duration, rfc3339};
 
@@ -109,116 +110,6 @@ impl CorrelationConfig {
             p.push("stale-window-secs", "windows must be positive");
         }
     }
-}
-
-/// Where a verdict applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// One host.
-    Host,
-    /// One availability zone.
-    Az,
-    /// Every AZ of a region.
-    Region,
-}
-
-impl Scope {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Host => "host",
-            Scope::Az => "az",
-            Scope::Region => "region",
-        }
-    }
-
-    /// From the lowercase name.
-    pub fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "host" => Some(Scope::Host),
-            "az" => Some(Scope::Az),
-            "region" => Some(Scope::Region),
-            _ => None,
-        }
-    }
-}
-
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventKind {
-    /// A verdict opened.
-    VerdictOpened,
-    /// A verdict's status changed.
-    VerdictChanged,
-    /// A verdict closed.
-    VerdictClosed,
-    /// A host went stale.
-    HostStale,
-    /// A stale host reported again.
-    HostBack,
-    /// Most of an AZ rebooted.
-    Rebooted,
-    /// The rebooted AZ has recovered (or tracking ended).
-    Recovered,
-}
-
-impl EventKind {
-    /// Kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::VerdictOpened => "verdict-opened",
-            EventKind::VerdictChanged => "verdict-changed",
-            EventKind::VerdictClosed => "verdict-closed",
-            EventKind::HostStale => "host-stale",
-            EventKind::HostBack => "host-back",
-            EventKind::Rebooted => "rebooted",
-            EventKind::Recovered => "recovered",
-        }
-    }
-
-    /// From the kebab-case name.
-    pub fn parse(s: &str) -> Option<EventKind> {
-        [
-            EventKind::VerdictOpened,
-            EventKind::VerdictChanged,
-            EventKind::VerdictClosed,
-            EventKind::HostStale,
-            EventKind::HostBack,
-            EventKind::Rebooted,
-            EventKind::Recovered,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-/// One line of the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    /// Database id (0 until stored).
-    pub id: i64,
-    /// When (collector clock).
-    pub at: SystemTime,
-    /// What.
-    pub kind: EventKind,
-    /// Where.
-    pub scope: Scope,
-    /// Region, when known.
-    pub region: Option<String>,
-    /// AZ, when the event is about one.
-    pub az: Option<String>,
-    /// Host, when the event is about one.
-    pub host: Option<String>,
-    /// Check (`dns`, `wireguard`…, or `reachability`), when the event is about one.
-    pub check: Option<String>,
-    /// Status before.
-    pub old_status: Option<String>,
-    /// Status after.
-    pub new_status: Option<String>,
-    /// One line.
-    pub summary: String,
 }
 
 /// An open verdict.
@@ -354,78 +245,6 @@ pub struct RebootEpisode {
     pub started: SystemTime,
     /// Hosts that rebooted in it.
     pub hosts: BTreeSet<String>,
-}
-
-/// Recovery of a rebooted AZ, for the zones view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Recovery {
-    /// When the reboot was recognised (RFC 3339 in JSON).
-    #[serde(serialize_with = "crate::util::ser_rfc3339")]
-    pub since: SystemTime,
-    /// Hosts that rebooted.
-    pub rebooted: usize,
-    /// Of those, reporting again.
-    pub back: usize,
-    /// Of those, rebuilding RAID.
-    pub raid_rebuilding: usize,
-    /// Longest RAID ETA among them, seconds.
-    pub raid_eta_secs: Option<u64>,
-    /// Of those, DNS not yet OK.
-    pub dns_not_ok: usize,
-    /// Of those, WireGuard not yet OK.
-    pub wireguard_not_ok: usize,
-}
-
-/// A verdict as shown by the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VerdictView {
-    /// Where.
-    pub scope: Scope,
-    /// Check (or `reachability`).
-    pub check: String,
-    /// Status.
-    pub status: Status,
-    /// Hosts it covers.
-    pub hosts: Vec<String>,
-    /// One line.
-    pub summary: String,
-    /// When it opened (RFC 3339 in JSON).
-    #[serde(serialize_with = "crate::util::ser_rfc3339")]
-    pub since: SystemTime,
-    /// AZ (null for a region verdict).
-    pub az: Option<String>,
-    /// Region.
-    pub region: String,
-}
-
-/// One AZ in `GET /api/v1/zones`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ZoneView {
-    /// AZ name.
-    pub az: String,
-    /// Region.
-    pub region: String,
-    /// Hosts known.
-    pub hosts: usize,
-    /// Hosts reporting (not stale).
-    pub reporting: usize,
-    /// Hosts stale.
-    pub stale: usize,
-    /// Worst open verdict (`ok` without any).
-    pub status: Status,
-    /// Open AZ and host verdicts.
-    pub verdicts: Vec<VerdictView>,
-    /// Recovery of a mass reboot, while tracked.
-    pub reboot: Option<Recovery>,
-}
-
-/// `GET /api/v1/zones`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ZonesView {
-    /// Every AZ.
-    pub zones: Vec<ZoneView>,
-    /// Region verdicts, listed once.
-    pub region_verdicts: Vec<VerdictView>,
 }
 
 /// The engine.

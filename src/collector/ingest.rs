@@ -16,8 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{Cmd, Handle, IngestStats};
+use crate::pb;
 use crate::report;
-use crate::wire::{self, pb};
+use crate::wire;
 
 /// The service.
 pub struct IngestService {

@@ -5,6 +5,7 @@
 //! (never "down"), refuses load it cannot take instead of slowing everyone, and is meant to run in every
 //! AZ at once (agents stream to all collectors), so losing one AZ loses no view.
 
+pub mod config;
 pub mod correlate;
 pub mod http;
 pub mod ingest;
@@ -19,8 +20,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{CollectorConfig, Config, CorrelationConfig, Problems};
-use crate::wire::pb;
+pub use self::config::CollectorConfig;
+pub use self::correlate::CorrelationConfig;
+use crate::pb;
+use crate::problems::Problems;
 
 /// Flags of `hvprobe collector` that override `[collector]`.
 #[derive(Debug, Clone, Default)]
@@ -35,10 +38,10 @@ pub struct Overrides {
 
 /// Merges `[collector]` and the flags, and validates the result.
 pub fn settings(
-    config: &Config,
+    section: Option<&CollectorConfig>,
     o: &Overrides,
-) -> Result<(CollectorConfig, CorrelationConfig), Problems> {
-    let mut c = config.collector.clone().unwrap_or_default();
+) -> Result<CollectorConfig, Problems> {
+    let mut c = section.cloned().unwrap_or_default();
     if let Some(l) = &o.listen {
         c.listen = l.clone();
     }
@@ -50,11 +53,7 @@ pub fn settings(
     }
     let mut p = Problems::default();
     p.scoped("collector.", |p| c.validate(p));
-    if p.is_empty() {
-        Ok((c, config.correlation.clone().unwrap_or_default()))
-    } else {
-        Err(p)
-    }
+    if p.is_empty() { Ok(c) } else { Err(p) }
 }
 
 /// Raises the soft limit of open files to the hard limit: every agent holds a connection.
@@ -116,7 +115,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the state owner");
-            return crate::cli::EXIT_SOFTWARE;
+            return crate::exit::SOFTWARE;
         }
     };
     // The timer: staleness and verdicts move on even when no report arrives.
@@ -178,13 +177,13 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             .await
     });
     tracing::info!(grpc = ?grpc_addr, http = ?web_addr, max_streams = cfg.max_streams, "collector started");
-    let notifier = crate::agent::notify::Notifier::from_env();
+    let notifier = crate::sdnotify::Notifier::from_env();
     notifier.ready();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot install the SIGTERM handler");
-            return crate::cli::EXIT_SOFTWARE;
+            return crate::exit::SOFTWARE;
         }
     };
     tokio::select! {

@@ -11,7 +11,8 @@ use tonic::{Request, Response, Status};
 use super::correlate::Event;
 use super::state::Handle;
 use super::store;
-use crate::wire::{self, pb};
+use crate::pb;
+use crate::wire;
 
 /// The service.
 pub struct QueryService {

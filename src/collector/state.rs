@@ -20,55 +20,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::correlate::{Engine, Event, EventKind, KnownHost};
 use super::store::Store;
 use crate::check::Status;
+pub use crate::fleet::HostStatus;
 use crate::report::HostReport;
 use crate::util::rfc3339;
-
-/// A host's status as the collector sees it: a check status, or stale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostStatus {
-    /// Worst check OK.
-    Ok,
-    /// Worst check WARN.
-    Warn,
-    /// Worst check CRIT.
-    Crit,
-    /// Worst check UNKNOWN (or no checks).
-    Unknown,
-    /// No report for `stale-after-intervals` intervals: no data, not a failure.
-    Stale,
-}
-
-impl HostStatus {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostStatus::Ok => "ok",
-            HostStatus::Warn => "warn",
-            HostStatus::Crit => "crit",
-            HostStatus::Unknown => "unknown",
-            HostStatus::Stale => "stale",
-        }
-    }
-
-    /// Every value, for metrics.
-    pub const ALL: [HostStatus; 5] = [
-        HostStatus::Ok,
-        HostStatus::Warn,
-        HostStatus::Crit,
-        HostStatus::Unknown,
-        HostStatus::Stale,
-    ];
-
-    fn of(s: Status) -> HostStatus {
-        match s {
-            Status::Ok => HostStatus::Ok,
-            Status::Warn => HostStatus::Warn,
-            Status::Crit => HostStatus::Crit,
-            Status::Unknown => HostStatus::Unknown,
-        }
-    }
-}
 
 /// What the collector keeps per host.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::check::Status;
-use crate::collector::correlate::{Event, Scope, VerdictView, ZonesView};
+use crate::fleet::{Event, Scope, VerdictView, ZonesView};
 use crate::util::{fmt_duration, rfc3339};
 
 /// Worst status of the view; drives `hvprobe status`'s exit code.
@@ -162,7 +162,7 @@ pub fn timeline_markdown(events: &[Event]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::correlate::{EventKind, Recovery, ZoneView};
+    use crate::fleet::{EventKind, Recovery, ZoneView};
     use std::time::UNIX_EPOCH;
 
     fn t(s: u64) -> SystemTime {

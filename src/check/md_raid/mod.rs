@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use self::mdstat::{Mdstat, MdstatArray, parse_mdstat};
 use self::sysfs::{SyncCompleted, SysfsArray};
 use super::{BoxFuture, Check, CheckKind, Context, Details, Failure, Mode, Outcome, Perf, Status};
-use crate::config::Problems;
 use crate::host::HostRoot;
+use crate::problems::Problems;
 use crate::util::fmt_duration;
 
 const MDSTAT: &str = "/proc/mdstat";

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     BoxFuture, Check, CheckKind, Context, Details, Mode, Outcome, Perf, Status, UnknownReason,
 };
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// Where a device's state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,0 +1,65 @@
+//! `[collector]` of the configuration file: where the collector listens and how it protects itself.
+
+use serde::Deserialize;
+
+use crate::problems::Problems;
+
+/// `[collector]`: where `hvprobe collector` listens and how it protects itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CollectorConfig {
+    /// gRPC ingest and query address.
+    pub listen: String,
+    /// HTTP API and /metrics address.
+    pub http: String,
+    /// Most agent streams at once; beyond, new streams are refused with RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
+    /// Largest message accepted; a bigger one ends that stream only.
+    pub max_message_bytes: usize,
+    /// A host silent for this many of its intervals is stale.
+    pub stale_after_intervals: u32,
+    /// Base of the retry hint sent with a refusal (jittered up to twice this).
+    pub retry_after_ms: u64,
+    /// The event database (SQLite); relative paths are under the working directory.
+    pub db: String,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            listen: "127.0.0.1:7400".into(),
+            http: "127.0.0.1:7401".into(),
+            max_streams: 20_000,
+            max_message_bytes: 1 << 20,
+            stale_after_intervals: 3,
+            retry_after_ms: 30_000,
+            db: "hvprobe-events.db".into(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Collects what is wrong with this section.
+    pub fn validate(&self, p: &mut Problems) {
+        for (key, v) in [("listen", &self.listen), ("http", &self.http)] {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                p.push(key, format!("{v:?} is not an ip:port address"));
+            }
+        }
+        if self.max_streams == 0 {
+            p.push("max-streams", "must be positive");
+        }
+        if !(4096..=64 << 20).contains(&self.max_message_bytes) {
+            p.push("max-message-bytes", "must be between 4096 and 67108864");
+        }
+        if !(2..=100).contains(&self.stale_after_intervals) {
+            p.push("stale-after-intervals", "must be between 2 and 100");
+        }
+        if !(100..=3_600_000).contains(&self.retry_after_ms) {
+            p.push("retry-after-ms", "must be between 100 and 3600000");
+        }
+        if self.db.is_empty() {
+            p.push("db", "must be a file path");
+        }
+    }
+}
