@@ -29,8 +29,9 @@ use serde::Serialize;
 
 use crate::host::{HostRoot, ReadError};
 use crate::parse::ParseError;
+use crate::pb;
 
-pub use registry::CheckKind;
+pub use registry::{CheckConfig, CheckKind, Details, Spec};
 
 /// Health of a check; also of a host or a zone (the worst of its parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -112,6 +113,28 @@ impl Status {
     }
 }
 
+impl Status {
+    /// To the wire enum.
+    pub fn to_pb(self) -> pb::Status {
+        match self {
+            Status::Ok => pb::Status::Ok,
+            Status::Warn => pb::Status::Warn,
+            Status::Crit => pb::Status::Crit,
+            Status::Unknown => pb::Status::Unknown,
+        }
+    }
+
+    /// From the wire enum; unspecified or unknown values (a newer peer's) are UNKNOWN.
+    pub fn from_pb(v: i32) -> Status {
+        match pb::Status::try_from(v) {
+            Ok(pb::Status::Ok) => Status::Ok,
+            Ok(pb::Status::Warn) => Status::Warn,
+            Ok(pb::Status::Crit) => Status::Crit,
+            _ => Status::Unknown,
+        }
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
@@ -152,38 +175,6 @@ impl UnknownReason {
             UnknownReason::Busy => "busy",
             UnknownReason::Config => "config",
             UnknownReason::Error => "error",
-        }
-    }
-}
-
-/// Typed details of one check's observation. Serialized as the check's `details` object in JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Details {
-    /// No observation (the check is UNKNOWN).
-    None,
-    /// See [`memory::MemoryDetails`].
-    Memory(memory::MemoryDetails),
-    /// See [`conntrack::ConntrackDetails`].
-    Conntrack(conntrack::ConntrackDetails),
-    /// See [`md_raid::MdRaidDetails`].
-    MdRaid(md_raid::MdRaidDetails),
-    /// See [`dns::DnsDetails`].
-    Dns(dns::DnsDetails),
-    /// See [`wireguard::WireguardDetails`].
-    Wireguard(wireguard::WireguardDetails),
-}
-
-impl Details {
-    /// Nagios performance data for these details.
-    pub fn perfdata(&self) -> Vec<Perf> {
-        match self {
-            Details::None => Vec::new(),
-            Details::Memory(d) => d.perfdata(),
-            Details::Conntrack(d) => d.perfdata(),
-            Details::MdRaid(d) => d.perfdata(),
-            Details::Dns(d) => d.perfdata(),
-            Details::Wireguard(d) => d.perfdata(),
         }
     }
 }

@@ -1,53 +1,169 @@
-//! The one place that names every check. The exhaustive matches below are the checklist for adding one:
-//! its config, its validation, its constructor.
+//! The one place that names every check.
+//!
+//! Each check is a folder (`src/check/<name>/`) with its configuration, parsers, verdict, the `run` that
+//! reads the host, its details and their protobuf mapping, and a unit type implementing [`Spec`] that hands
+//! those to the registry. The [`registry!`] table below lists every check once; the kind enum
+//! ([`CheckKind`]), the configuration enum ([`CheckConfig`]), the details enum ([`Details`]) and the wire
+//! mapping of kinds and details all follow from it. Adding a check is: its folder, one line here, and its
+//! details message in the `.proto` (a `CHECK_KIND_*` value and a field of the `CheckResult.details` oneof,
+//! named like the table's variant).
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::Check;
-use super::conntrack::{ConntrackCheck, ConntrackConfig};
-use super::dns::{DnsCheck, DnsConfig};
-use super::md_raid::{MdRaidCheck, MdRaidConfig};
-use super::memory::{MemoryCheck, MemoryConfig};
-use super::wireguard::{WireguardCheck, WireguardConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Check, Perf};
+use crate::pb;
 use crate::problems::Problems;
 
-/// The stable names of the checks, as used on the CLI, in config (`kind = "…"`), JSON and the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckKind {
+/// What a check folder provides to the registry. Implemented by one unit type per check
+/// (`memory::Memory`, `dns::Dns`, ...); the compiler holds every check to the same shape.
+pub trait Spec {
+    /// The keys of its `[[check]]` table (kebab-case, `deny_unknown_fields`, defaults in `Default`).
+    type Config: Clone + Default + PartialEq + fmt::Debug + DeserializeOwned + Send + 'static;
+    /// What it observed, as shown in JSON and sent to the collector.
+    type Details: Clone + PartialEq + fmt::Debug + Serialize + Send + Sync + 'static;
+    /// Its details message in `hvprobe.v1`.
+    type Pb;
+    /// Whether the configuration turns the check on.
+    fn enabled(cfg: &Self::Config) -> bool;
+    /// Collects what is wrong with the configuration, keys relative to the check's table.
+    fn validate(cfg: &Self::Config, p: &mut Problems);
+    /// A fresh instance (with nothing remembered between cycles yet).
+    fn build(cfg: &Self::Config) -> Box<dyn Check>;
+    /// Nagios performance data of the details.
+    fn perfdata(d: &Self::Details) -> Vec<Perf>;
+    /// Details to their protobuf message.
+    fn to_pb(d: &Self::Details) -> Self::Pb;
+    /// Details from their protobuf message. Infallible: a value this build does not know (a newer enum
+    /// value) degrades to its UNKNOWN form, and sizes are already bounded by the collector's message limit.
+    fn from_pb(m: &Self::Pb) -> Self::Details;
+}
+
+/// Declares the set of checks: `Variant = "name" => folder::Spec;`, in display order. The variant name is
+/// also the name of the check's `CheckKind` value and of its `CheckResult.details` field in the `.proto`.
+macro_rules! registry {
+    ($( $(#[doc = $doc:literal])* $Kind:ident = $name:literal => $spec:ty; )+) => {
+        /// The stable names of the checks, as used on the CLI, in config (`kind = "…"`), JSON and the wire.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CheckKind {
+            $( $(#[doc = $doc])* $Kind, )+
+        }
+
+        impl CheckKind {
+            /// Every check, in display order.
+            pub const ALL: &'static [CheckKind] = &[ $( CheckKind::$Kind, )+ ];
+
+            /// The stable name.
+            pub fn as_str(self) -> &'static str {
+                match self { $( CheckKind::$Kind => $name, )+ }
+            }
+        }
+
+        /// The configuration of one check, by kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum CheckConfig {
+            $( $(#[doc = $doc])* $Kind(<$spec as Spec>::Config), )+
+        }
+
+        impl CheckConfig {
+            /// The defaults of a check.
+            pub fn default_for(kind: CheckKind) -> CheckConfig {
+                match kind { $( CheckKind::$Kind => CheckConfig::$Kind(Default::default()), )+ }
+            }
+
+            /// Deserializes the keys of one `[[check]]` table (without `kind`).
+            pub fn from_table(kind: CheckKind, table: toml::Table) -> Result<CheckConfig, toml::de::Error> {
+                let v = toml::Value::Table(table);
+                Ok(match kind { $( CheckKind::$Kind => CheckConfig::$Kind(v.try_into()?), )+ })
+            }
+
+            /// Which check this configures.
+            pub fn kind(&self) -> CheckKind {
+                match self { $( CheckConfig::$Kind(_) => CheckKind::$Kind, )+ }
+            }
+
+            /// Whether the check runs.
+            pub fn enabled(&self) -> bool {
+                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::enabled(c), )+ }
+            }
+
+            /// Collects what is wrong with this configuration.
+            pub fn validate(&self, p: &mut Problems) {
+                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::validate(c, p), )+ }
+            }
+
+            /// A fresh check instance.
+            pub fn build(&self) -> Box<dyn Check> {
+                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::build(c), )+ }
+            }
+        }
+
+        /// Typed details of one check's observation. Serialized as the check's `details` object in JSON.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum Details {
+            /// No observation (the check is UNKNOWN, or had nothing to look at).
+            None,
+            $( $(#[doc = $doc])* $Kind(<$spec as Spec>::Details), )+
+        }
+
+        impl Details {
+            /// Nagios performance data for these details.
+            pub fn perfdata(&self) -> Vec<Perf> {
+                match self {
+                    Details::None => Vec::new(),
+                    $( Details::$Kind(d) => <$spec as Spec>::perfdata(d), )+
+                }
+            }
+
+            /// To the `CheckResult.details` oneof.
+            pub fn to_pb(&self) -> Option<pb::check_result::Details> {
+                match self {
+                    Details::None => None,
+                    $( Details::$Kind(d) => Some(pb::check_result::Details::$Kind(<$spec as Spec>::to_pb(d))), )+
+                }
+            }
+
+            /// From the `CheckResult.details` oneof.
+            pub fn from_pb(m: &pb::check_result::Details) -> Details {
+                match m { $( pb::check_result::Details::$Kind(d) => Details::$Kind(<$spec as Spec>::from_pb(d)), )+ }
+            }
+        }
+
+        impl CheckKind {
+            /// To the wire enum.
+            pub fn to_pb(self) -> pb::CheckKind {
+                match self { $( CheckKind::$Kind => pb::CheckKind::$Kind, )+ }
+            }
+
+            /// From the wire enum; `None` for a kind this build does not know (a newer agent's).
+            pub fn from_pb(v: i32) -> Option<CheckKind> {
+                match pb::CheckKind::try_from(v) {
+                    $( Ok(pb::CheckKind::$Kind) => Some(CheckKind::$Kind), )+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+registry! {
     /// Memory and swap pressure.
-    Memory,
+    Memory = "memory" => super::memory::Memory;
     /// Conntrack table saturation.
-    Conntrack,
+    Conntrack = "conntrack" => super::conntrack::Conntrack;
     /// Linux software RAID.
-    MdRaid,
+    MdRaid = "md-raid" => super::md_raid::MdRaid;
     /// DNS resolution through every resolver.
-    Dns,
+    Dns = "dns" => super::dns::Dns;
     /// WireGuard peers.
-    Wireguard,
+    Wireguard = "wireguard" => super::wireguard::Wireguard;
 }
 
 impl CheckKind {
-    /// Every check, in display order.
-    pub const ALL: &'static [CheckKind] = &[
-        CheckKind::Memory,
-        CheckKind::Conntrack,
-        CheckKind::MdRaid,
-        CheckKind::Dns,
-        CheckKind::Wireguard,
-    ];
-
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::Memory => "memory",
-            CheckKind::Conntrack => "conntrack",
-            CheckKind::MdRaid => "md-raid",
-            CheckKind::Dns => "dns",
-            CheckKind::Wireguard => "wireguard",
-        }
-    }
-
     /// Names of all checks, for error messages.
     pub fn names() -> String {
         CheckKind::ALL
@@ -84,90 +200,6 @@ impl FromStr for CheckKind {
     }
 }
 
-/// The configuration of one check, by kind.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckConfig {
-    /// `kind = "memory"`.
-    Memory(MemoryConfig),
-    /// `kind = "conntrack"`.
-    Conntrack(ConntrackConfig),
-    /// `kind = "md-raid"`.
-    MdRaid(MdRaidConfig),
-    /// `kind = "dns"`.
-    Dns(DnsConfig),
-    /// `kind = "wireguard"`.
-    Wireguard(WireguardConfig),
-}
-
-impl CheckConfig {
-    /// The defaults of a check.
-    pub fn default_for(kind: CheckKind) -> CheckConfig {
-        match kind {
-            CheckKind::Memory => CheckConfig::Memory(MemoryConfig::default()),
-            CheckKind::Conntrack => CheckConfig::Conntrack(ConntrackConfig::default()),
-            CheckKind::MdRaid => CheckConfig::MdRaid(MdRaidConfig::default()),
-            CheckKind::Dns => CheckConfig::Dns(DnsConfig::default()),
-            CheckKind::Wireguard => CheckConfig::Wireguard(WireguardConfig::default()),
-        }
-    }
-
-    /// Deserializes the keys of one `[[check]]` table (without `kind`).
-    pub fn from_table(kind: CheckKind, table: toml::Table) -> Result<CheckConfig, toml::de::Error> {
-        let v = toml::Value::Table(table);
-        Ok(match kind {
-            CheckKind::Memory => CheckConfig::Memory(v.try_into()?),
-            CheckKind::Conntrack => CheckConfig::Conntrack(v.try_into()?),
-            CheckKind::MdRaid => CheckConfig::MdRaid(v.try_into()?),
-            CheckKind::Dns => CheckConfig::Dns(v.try_into()?),
-            CheckKind::Wireguard => CheckConfig::Wireguard(v.try_into()?),
-        })
-    }
-
-    /// Which check this configures.
-    pub fn kind(&self) -> CheckKind {
-        match self {
-            CheckConfig::Memory(_) => CheckKind::Memory,
-            CheckConfig::Conntrack(_) => CheckKind::Conntrack,
-            CheckConfig::MdRaid(_) => CheckKind::MdRaid,
-            CheckConfig::Dns(_) => CheckKind::Dns,
-            CheckConfig::Wireguard(_) => CheckKind::Wireguard,
-        }
-    }
-
-    /// Whether the check runs.
-    pub fn enabled(&self) -> bool {
-        match self {
-            CheckConfig::Memory(c) => c.enabled,
-            CheckConfig::Conntrack(c) => c.enabled,
-            CheckConfig::MdRaid(c) => c.enabled,
-            CheckConfig::Dns(c) => c.enabled,
-            CheckConfig::Wireguard(c) => c.enabled,
-        }
-    }
-
-    /// Collects what is wrong with this configuration.
-    pub fn validate(&self, p: &mut Problems) {
-        match self {
-            CheckConfig::Memory(c) => c.validate(p),
-            CheckConfig::Conntrack(c) => c.validate(p),
-            CheckConfig::MdRaid(c) => c.validate(p),
-            CheckConfig::Dns(c) => c.validate(p),
-            CheckConfig::Wireguard(c) => c.validate(p),
-        }
-    }
-
-    /// A fresh check instance.
-    pub fn build(&self) -> Box<dyn Check> {
-        match self {
-            CheckConfig::Memory(c) => Box::new(MemoryCheck::new(c.clone())),
-            CheckConfig::Conntrack(c) => Box::new(ConntrackCheck::new(c.clone())),
-            CheckConfig::MdRaid(c) => Box::new(MdRaidCheck::new(c.clone())),
-            CheckConfig::Dns(c) => Box::new(DnsCheck::new(c.clone())),
-            CheckConfig::Wireguard(c) => Box::new(WireguardCheck::new(c.clone())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,10 +208,13 @@ mod tests {
     fn names_round_trip() {
         for k in CheckKind::ALL {
             assert_eq!(k.as_str().parse::<CheckKind>(), Ok(*k));
+            assert_eq!(CheckKind::from_pb(k.to_pb() as i32), Some(*k));
             assert_eq!(CheckConfig::default_for(*k).kind(), *k);
             assert!(CheckConfig::default_for(*k).enabled());
             assert_eq!(CheckConfig::default_for(*k).build().kind(), *k);
         }
         assert!("bogus".parse::<CheckKind>().is_err());
+        assert_eq!(CheckKind::from_pb(0), None);
+        assert_eq!(CheckKind::from_pb(999), None);
     }
 }

@@ -1,0 +1,291 @@
+//! The I/O: devices over netlink and UAPI, ICMP probes through the tunnels, counters across cycles.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Device, InterfaceObs, Observation, Probe, WireguardConfig, evaluate, netlink, uapi};
+use crate::check::{BoxFuture, Check, CheckKind, Context, Mode, Outcome, UnknownReason};
+
+/// Byte counters of one peer at one moment, and since when tx has grown alone.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    rx: u64,
+    tx: u64,
+    at: Instant,
+    one_way_since: Option<Instant>,
+}
+
+/// Follows rx/tx across cycles to find peers whose traffic only goes out.
+#[derive(Debug, Default)]
+pub struct OneWayTracker {
+    seen: HashMap<(String, [u8; 32]), Counters>,
+}
+
+impl OneWayTracker {
+    /// Records this cycle's counters and returns, per peer, how long tx has grown without rx.
+    pub fn observe(&mut self, dev: &Device, now: Instant) -> HashMap<[u8; 32], Duration> {
+        let mut out = HashMap::new();
+        for p in &dev.peers {
+            let key = (dev.name.clone(), p.public_key);
+            let since = match self.seen.get(&key) {
+                Some(prev) if p.rx_bytes < prev.rx || p.tx_bytes < prev.tx => None, // counters reset
+                Some(prev) if p.rx_bytes > prev.rx => None,
+                Some(prev) if p.tx_bytes > prev.tx => prev.one_way_since.or(Some(prev.at)),
+                Some(prev) => prev.one_way_since,
+                None => None,
+            };
+            if let Some(s) = since {
+                out.insert(p.public_key, now.saturating_duration_since(s));
+            }
+            self.seen.insert(
+                key,
+                Counters {
+                    rx: p.rx_bytes,
+                    tx: p.tx_bytes,
+                    at: now,
+                    one_way_since: since,
+                },
+            );
+        }
+        self.seen.retain(|(name, key), _| {
+            name != &dev.name || dev.peers.iter().any(|p| &p.public_key == key)
+        });
+        out
+    }
+}
+
+/// Sends one echo to every target, all in parallel, each under `timeout`. Returns results by peer key, or
+/// an error when no ICMP socket can be opened (no CAP_NET_RAW and not in `net.ipv4.ping_group_range`).
+async fn probe_all(
+    iface: &str,
+    targets: Vec<([u8; 32], IpAddr)>,
+    timeout: Duration,
+) -> Result<HashMap<[u8; 32], (IpAddr, Probe)>, String> {
+    use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence};
+    let mut clients: HashMap<bool, Client> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (key, ip) in targets {
+        let v6 = ip.is_ipv6();
+        let client = match clients.get(&v6) {
+            Some(c) => c.clone(),
+            None => {
+                let kind = if v6 { ICMP::V6 } else { ICMP::V4 };
+                // Bound to the interface, the echo goes through this tunnel whatever the routes say.
+                let bound = Client::new(&Config::builder().kind(kind).interface(iface).build());
+                let client = match bound {
+                    Ok(c) => c,
+                    Err(_) => Client::new(&Config::builder().kind(kind).build()).map_err(|e| {
+                        format!(
+                            "ICMP probes not permitted ({e}): need CAP_NET_RAW or net.ipv4.ping_group_range"
+                        )
+                    })?,
+                };
+                clients.insert(v6, client.clone());
+                client
+            }
+        };
+        tasks.spawn(async move {
+            let mut pinger = client.pinger(ip, PingIdentifier(fastrand::u16(..))).await;
+            pinger.timeout(timeout);
+            let r = match pinger
+                .ping(
+                    PingSequence(0),
+                    &[0x68, 0x76, 0x70, 0x72, 0x6f, 0x62, 0x65, 0x21],
+                )
+                .await
+            {
+                Ok((_, rtt)) => Probe::Reply(rtt),
+                Err(_) => Probe::Lost,
+            };
+            (key, ip, r)
+        });
+    }
+    let mut out = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((key, ip, probe)) = r {
+            out.insert(key, (ip, probe));
+        }
+    }
+    Ok(out)
+}
+
+/// The `wireguard` check.
+#[derive(Debug)]
+pub struct WireguardCheck {
+    cfg: WireguardConfig,
+    one_way: OneWayTracker,
+}
+
+impl WireguardCheck {
+    /// A check with this configuration.
+    pub fn new(cfg: WireguardConfig) -> Self {
+        WireguardCheck {
+            cfg,
+            one_way: OneWayTracker::default(),
+        }
+    }
+
+    async fn observe(&mut self, ctx: &Context) -> Outcome {
+        let links = match netlink::list_links().await {
+            Ok(l) => l,
+            Err(e) => {
+                return Outcome::unknown(
+                    UnknownReason::Error,
+                    format!("cannot list network interfaces: {e}"),
+                );
+            }
+        };
+        let uapi_dir = self.cfg.uapi_dir.clone();
+        let sockets: Vec<String> = ctx
+            .blocking(move |root| root.list_dir(&uapi_dir))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|f| f.strip_suffix(".sock").map(str::to_owned))
+            .collect();
+        let is_kernel = |name: &str| {
+            links
+                .iter()
+                .any(|l| l.name == name && l.kind.as_deref() == Some("wireguard"))
+        };
+        let wanted: Vec<String> = if self.cfg.interfaces.is_empty() {
+            let mut v: Vec<String> = links
+                .iter()
+                .filter(|l| l.kind.as_deref() == Some("wireguard") || sockets.contains(&l.name))
+                .map(|l| l.name.clone())
+                .collect();
+            v.sort();
+            v
+        } else {
+            self.cfg.interfaces.clone()
+        };
+        let mut obs = Observation {
+            now: SystemTime::now(),
+            interfaces: Vec::new(),
+            missing: Vec::new(),
+            problems: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut family: Option<Option<u16>> = None;
+        for name in wanted {
+            let Some(link) = links.iter().find(|l| l.name == name) else {
+                obs.missing.push(name);
+                continue;
+            };
+            let device = if is_kernel(&name) {
+                let fam = match family {
+                    Some(f) => f,
+                    None => {
+                        let f = netlink::wireguard_family().await.unwrap_or(None);
+                        family = Some(f);
+                        f
+                    }
+                };
+                let Some(fam) = fam else {
+                    obs.problems
+                        .push(format!("{name}: kernel WireGuard family not available"));
+                    continue;
+                };
+                match netlink::get_device(fam, &name).await {
+                    Ok(d) => d,
+                    Err(e)
+                        if e.raw_os_error() == Some(1)
+                            || e.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        obs.problems.push(format!(
+                            "{name}: netlink permission denied (needs CAP_NET_ADMIN)"
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        obs.problems.push(format!("{name}: netlink: {e}"));
+                        continue;
+                    }
+                }
+            } else if sockets.contains(&name) {
+                let path = ctx.root.path(format!("{}/{name}.sock", self.cfg.uapi_dir));
+                match uapi::get(&name, &path).await {
+                    Ok(d) => d,
+                    Err(uapi::GetError::Io(e))
+                        if e.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        obs.problems
+                            .push(format!("{}: permission denied", path.display()));
+                        continue;
+                    }
+                    Err(uapi::GetError::Io(e))
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                    {
+                        obs.problems.push(format!(
+                            "{}: connection refused (the userspace daemon is not running?)",
+                            path.display()
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        obs.problems.push(format!("{}: {e}", path.display()));
+                        continue;
+                    }
+                }
+            } else {
+                obs.problems.push(format!(
+                    "{name}: not a kernel WireGuard interface and no UAPI socket in {}",
+                    self.cfg.uapi_dir
+                ));
+                continue;
+            };
+            obs.interfaces.push(InterfaceObs {
+                device,
+                up: link.up,
+                probes: HashMap::new(),
+                one_way: HashMap::new(),
+            });
+        }
+        if self.cfg.probe {
+            let timeout = Duration::from_millis(self.cfg.probe_timeout_ms);
+            for i in obs.interfaces.iter_mut().filter(|i| i.up) {
+                let targets: Vec<([u8; 32], IpAddr)> = i
+                    .device
+                    .peers
+                    .iter()
+                    .filter_map(|p| self.cfg.probe_target(p).map(|ip| (p.public_key, ip)))
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                match probe_all(&i.device.name, targets, timeout).await {
+                    Ok(p) => i.probes = p,
+                    Err(e) => {
+                        if !obs.problems.contains(&e) {
+                            obs.problems.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        if ctx.mode == Mode::Agent {
+            let now = Instant::now();
+            for i in &mut obs.interfaces {
+                i.one_way = self.one_way.observe(&i.device, now);
+            }
+        }
+        evaluate(&obs, &self.cfg)
+    }
+}
+
+impl Check for WireguardCheck {
+    fn kind(&self) -> CheckKind {
+        CheckKind::Wireguard
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms)
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a Context) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.observe(ctx))
+    }
+}
