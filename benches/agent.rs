@@ -10,21 +10,22 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use common::{Guard, free_port};
+use support::{ChildGuard as Guard, free_port};
 
 /// On-CPU time of every thread: the agent's threads live through the window (the blocking pool keeps
 /// them 30 s, cycles come every 2 s).
 fn cpu(pid: u32) -> Duration {
-    common::cpu_threads(pid)
+    support::cpu_threads(pid)
 }
 
 /// `(VmRSS, VmHWM)` in KiB.
 fn rss(pid: u32) -> (u64, u64) {
     (
-        common::status_kib(pid, "VmRSS:"),
-        common::status_kib(pid, "VmHWM:"),
+        support::status_kib(pid, "VmRSS:"),
+        support::status_kib(pid, "VmHWM:"),
     )
 }
 

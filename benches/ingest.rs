@@ -28,17 +28,18 @@ use hvprobe::report::HostReport;
 use hvprobe::wire;
 use tokio::sync::Mutex;
 
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use common::{Guard, free_port};
+use support::{ChildGuard as Guard, free_port};
 
 /// The collector's CPU, exited threads included (its runtime's blocking threads come and go).
 fn cpu(pid: u32) -> Duration {
-    common::cpu_process(pid)
+    support::cpu_process(pid)
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    common::status_kib(pid, "VmRSS:")
+    support::status_kib(pid, "VmRSS:")
 }
 
 fn env(name: &str, default: u64) -> u64 {

@@ -262,6 +262,46 @@ impl Outcome {
     }
 }
 
+/// What a verdict found, in the order found: the worst status, and one reason per finding. The summary of
+/// an [`Outcome`] is the reasons, then the figures: `table 95.0% full >= 90%; 950/1000 entries (95.0%), …`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    status: Status,
+    reasons: Vec<String>,
+}
+
+impl Default for Findings {
+    fn default() -> Self {
+        Findings {
+            status: Status::Ok,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl Findings {
+    /// Records a finding: the status only ever gets worse.
+    pub fn flag(&mut self, status: Status, why: impl Into<String>) {
+        self.status = self.status.worst(status);
+        self.reasons.push(why.into());
+    }
+
+    /// The worst status so far (OK without findings).
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The status and the summary line: the reasons, then `figures`.
+    pub fn summary(self, figures: String) -> (Status, String) {
+        let summary = if self.reasons.is_empty() {
+            figures
+        } else {
+            format!("{}; {figures}", self.reasons.join("; "))
+        };
+        (self.status, summary)
+    }
+}
+
 /// Why an observation failed; becomes an UNKNOWN [`Outcome`]. Small, so it travels in `Result`s cheaply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

@@ -1,6 +1,8 @@
 //! The I/O: reads the sysctls and the stat file under the host root, keeps the previous reading for rates.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{
     ConntrackConfig, ConntrackStat, Deltas, Observation, evaluate, parse_number, parse_stat,

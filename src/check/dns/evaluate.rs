@@ -47,9 +47,19 @@ fn short(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
+/// The results of one resolver, in the order they were listed.
+struct ByResolver<'a> {
+    resolver: &'a str,
+    results: Vec<&'a DnsResult>,
+}
+
+fn slow(r: &DnsResult, cfg: &DnsConfig) -> bool {
+    r.outcome == DnsOutcome::Ok && r.latency_ms >= cfg.warn_latency_ms as f64
+}
+
 /// The verdict. Pure.
 pub fn evaluate(obs: &Observation, cfg: &DnsConfig) -> Outcome {
-    let details = |obs: &Observation| DnsDetails {
+    let details = DnsDetails {
         resolvers: obs.resolv_conf.nameservers.clone(),
         results: obs.results.clone(),
         search: obs.resolv_conf.search.clone(),
@@ -61,38 +71,14 @@ pub fn evaluate(obs: &Observation, cfg: &DnsConfig) -> Outcome {
             UnknownReason::Config,
             format!("no resolver to test: {}", obs.notes.join("; ")),
         );
-        out.details = Details::Dns(details(obs));
+        out.details = Details::Dns(details);
         return out;
     }
-    let slow =
-        |r: &DnsResult| r.outcome == DnsOutcome::Ok && r.latency_ms >= cfg.warn_latency_ms as f64;
-    // Resolvers in first-seen order, each with its results.
-    let mut by_resolver: Vec<(&str, Vec<&DnsResult>)> = Vec::new();
-    for r in &obs.results {
-        match by_resolver.iter_mut().find(|(k, _)| *k == r.resolver) {
-            Some((_, v)) => v.push(r),
-            None => by_resolver.push((&r.resolver, vec![r])),
-        }
-    }
-    let mut names: Vec<&str> = Vec::new();
-    for r in &obs.results {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
-        }
-    }
-    let unresolved: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| {
-            !obs.results
-                .iter()
-                .any(|r| r.name == *n && r.outcome == DnsOutcome::Ok)
-        })
-        .collect();
+    let unresolved = unresolved_names(&obs.results);
     let degraded = obs
         .results
         .iter()
-        .any(|r| r.outcome != DnsOutcome::Ok || slow(r));
+        .any(|r| r.outcome != DnsOutcome::Ok || slow(r, cfg));
     let mut status = if !unresolved.is_empty() {
         Status::Crit
     } else if degraded {
@@ -100,46 +86,23 @@ pub fn evaluate(obs: &Observation, cfg: &DnsConfig) -> Outcome {
     } else {
         Status::Ok
     };
+    let mut by_resolver = group_by_resolver(&obs.results);
     // Worst resolver first; within one, the worst result speaks for it, unless names differ in outcome.
-    let rank = |rs: &[&DnsResult]| {
-        rs.iter()
-            .map(|r| (r.outcome.severity(), slow(r) as u8, r.latency_ms as u64))
+    let rank = |g: &ByResolver<'_>| {
+        g.results
+            .iter()
+            .map(|r| {
+                (
+                    r.outcome.severity(),
+                    slow(r, cfg) as u8,
+                    r.latency_ms as u64,
+                )
+            })
             .max()
             .unwrap_or_default()
     };
-    by_resolver.sort_by_key(|(_, rs)| std::cmp::Reverse(rank(rs)));
-    let phrases: Vec<String> = by_resolver
-        .iter()
-        .map(|(resolver, rs)| {
-            let texts: Vec<String> = rs.iter().map(|r| outcome_text(r, cfg)).collect();
-            let all_same_class = rs
-                .iter()
-                .all(|r| r.outcome == rs[0].outcome && slow(r) == slow(rs[0]));
-            if all_same_class && matches!(rs[0].outcome, DnsOutcome::Ok) && !slow(rs[0]) {
-                let worst = rs.iter().map(|r| r.latency_ms).fold(0.0, f64::max);
-                format!("{resolver} ok {}ms", fmt_ms(worst))
-            } else if all_same_class
-                && !matches!(
-                    rs[0].outcome,
-                    DnsOutcome::Nxdomain | DnsOutcome::Servfail | DnsOutcome::WrongAnswer
-                )
-            {
-                format!("{resolver} {}", texts[0])
-            } else {
-                let mut parts: Vec<String> = Vec::new();
-                for (r, t) in rs.iter().zip(&texts) {
-                    if r.outcome != DnsOutcome::Ok || slow(r) {
-                        parts.push(t.clone());
-                    }
-                }
-                if parts.is_empty() {
-                    parts = texts.clone();
-                }
-                parts.dedup();
-                format!("{resolver} {}", parts.join(", "))
-            }
-        })
-        .collect();
+    by_resolver.sort_by_key(|g| std::cmp::Reverse(rank(g)));
+    let phrases: Vec<String> = by_resolver.iter().map(|g| phrase(g, cfg)).collect();
     let mut summary = phrases.join("; ");
     if !unresolved.is_empty() {
         let list: Vec<&str> = unresolved.iter().map(|n| short(n)).collect();
@@ -154,5 +117,69 @@ pub fn evaluate(obs: &Observation, cfg: &DnsConfig) -> Outcome {
     if status == Status::Ok && !obs.resolv_conf.problems.is_empty() {
         status = Status::Warn;
     }
-    Outcome::new(status, summary, Details::Dns(details(obs)))
+    Outcome::new(status, summary, Details::Dns(details))
+}
+
+/// Resolvers in first-seen order, each with its results.
+fn group_by_resolver(results: &[DnsResult]) -> Vec<ByResolver<'_>> {
+    let mut groups: Vec<ByResolver<'_>> = Vec::new();
+    for r in results {
+        match groups.iter_mut().find(|g| g.resolver == r.resolver) {
+            Some(g) => g.results.push(r),
+            None => groups.push(ByResolver {
+                resolver: &r.resolver,
+                results: vec![r],
+            }),
+        }
+    }
+    groups
+}
+
+/// Names no resolver answered correctly, in first-seen order.
+fn unresolved_names(results: &[DnsResult]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    names.retain(|n| {
+        !results
+            .iter()
+            .any(|r| r.name == *n && r.outcome == DnsOutcome::Ok)
+    });
+    names
+}
+
+/// One resolver's part of the summary: `127.0.0.1:53 ok 0.4ms`, `10.1.2.3:53 refused (not running?)`.
+fn phrase(g: &ByResolver<'_>, cfg: &DnsConfig) -> String {
+    let rs = &g.results;
+    let resolver = g.resolver;
+    let texts: Vec<String> = rs.iter().map(|r| outcome_text(r, cfg)).collect();
+    let all_same_class = rs
+        .iter()
+        .all(|r| r.outcome == rs[0].outcome && slow(r, cfg) == slow(rs[0], cfg));
+    if all_same_class && matches!(rs[0].outcome, DnsOutcome::Ok) && !slow(rs[0], cfg) {
+        let worst = rs.iter().map(|r| r.latency_ms).fold(0.0, f64::max);
+        return format!("{resolver} ok {}ms", fmt_ms(worst));
+    }
+    if all_same_class
+        && !matches!(
+            rs[0].outcome,
+            DnsOutcome::Nxdomain | DnsOutcome::Servfail | DnsOutcome::WrongAnswer
+        )
+    {
+        return format!("{resolver} {}", texts[0]);
+    }
+    let mut parts: Vec<String> = rs
+        .iter()
+        .zip(&texts)
+        .filter(|(r, _)| r.outcome != DnsOutcome::Ok || slow(r, cfg))
+        .map(|(_, t)| t.clone())
+        .collect();
+    if parts.is_empty() {
+        parts = texts.clone();
+    }
+    parts.dedup();
+    format!("{resolver} {}", parts.join(", "))
 }

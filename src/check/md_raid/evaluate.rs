@@ -32,105 +32,139 @@ fn progress_text(a: &ArrayInfo) -> String {
 
 /// The verdict for one array (fills `status` and `summary`). Pure.
 pub fn evaluate_array(a: &mut ArrayInfo, cfg: &MdRaidConfig) {
-    let map = a
-        .status_map
+    // The main condition of the array first, then what comes on top of it.
+    let (mut status, primary) = primary(a, cfg);
+    let mut phrases = vec![primary];
+    status = status.worst(extras(a, cfg, &mut phrases));
+    if let Some(secs) = a.stalled_secs {
+        status = Status::Crit;
+        phrases.insert(
+            0,
+            format!(
+                "stalled: {} at {} for {}",
+                a.sync_action,
+                a.sync_percent
+                    .map(|p| format!("{p:.1}%"))
+                    .unwrap_or_else(|| "?".into()),
+                fmt_duration(Duration::from_secs(secs))
+            ),
+        );
+    }
+    a.status = status;
+    a.summary = format!("{} {}", a.name, phrases.join(", "));
+}
+
+/// `[UU_]`, with its leading space, or nothing.
+fn map_text(a: &ArrayInfo) -> String {
+    a.status_map
         .as_ref()
         .map(|m| format!(" [{m}]"))
-        .unwrap_or_default();
-    let missing = a.degraded.unwrap_or(0);
-    let mut status = Status::Ok;
-    // The main condition of the array first, then what comes on top of it.
-    let primary = if a.container {
-        format!(
-            "container{}",
-            a.level
-                .as_deref()
-                .map(|l| format!(" ({l})"))
-                .unwrap_or_default()
+        .unwrap_or_default()
+}
+
+/// The main condition of an array: container, inactive, broken, degraded, syncing, or healthy.
+fn primary(a: &ArrayInfo, cfg: &MdRaidConfig) -> (Status, String) {
+    let map = map_text(a);
+    if a.container {
+        let level = a.level.as_deref().map(|l| format!(" ({l})"));
+        (
+            Status::Ok,
+            format!("container{}", level.unwrap_or_default()),
         )
     } else if a.inactive() {
-        status = Status::Crit;
-        "inactive".to_owned()
+        (Status::Crit, "inactive".to_owned())
     } else if a.state == "broken" {
-        status = Status::Crit;
-        "broken (a member is missing)".to_owned()
-    } else if missing > 0 {
-        let tol = tolerance(a.level.as_deref(), a.raid_disks);
-        let counts = match a.raid_disks {
-            Some(n) => format!("{missing} of {n} missing"),
-            None => format!("{missing} missing"),
-        };
-        if tol.is_some_and(|t| missing > t) {
-            status = Status::Crit;
-            format!(
-                "failed{map}: {counts}, more than {} survives",
-                a.level.as_deref().unwrap_or("the level")
-            )
-        } else if a.sync_action == "recover" {
-            let no_redundancy = tol.is_some_and(|t| missing >= t);
-            status = if no_redundancy {
-                Status::Crit
-            } else {
-                cfg.recovering_status.status()
-            };
-            let shape = if map.is_empty() {
-                format!(" ({counts})")
-            } else {
-                map.clone()
-            };
-            let mut p = format!("degraded{shape} recovering");
-            if let Some(pc) = a.sync_percent {
-                p.push_str(&format!(" {pc:.1}%"));
-            }
-            if let Some(eta) = a.sync_eta_secs {
-                p.push_str(&format!(", ETA {}", fmt_duration(Duration::from_secs(eta))));
-            }
-            if no_redundancy {
-                p.push_str(", no redundancy left");
-            }
-            p
-        } else {
-            status = Status::Crit;
-            let mut p = format!("degraded{map} ({counts}), not recovering");
-            if a.syncing() {
-                p.push_str(&format!(" ({})", progress_text(a)));
-            }
-            p
-        }
+        (Status::Crit, "broken (a member is missing)".to_owned())
+    } else if a.degraded.unwrap_or(0) > 0 {
+        degraded(a, cfg)
     } else if a.sync_pending.is_some() && !matches!(a.sync_action.as_str(), "check" | "repair") {
-        status = cfg.resync_status.status();
         let action = if a.sync_action == "idle" {
             "resync"
         } else {
             &a.sync_action
         };
-        format!(
-            "{action} pending ({})",
-            a.sync_pending.as_deref().unwrap_or("")
+        let pending = a.sync_pending.as_deref().unwrap_or("");
+        (
+            cfg.resync_status.status(),
+            format!("{action} pending ({pending})"),
         )
     } else if matches!(a.sync_action.as_str(), "resync" | "reshape") {
-        status = cfg.resync_status.status();
-        progress_text(a)
+        (cfg.resync_status.status(), progress_text(a))
     } else if a.sync_action != "idle" {
         // check, repair, frozen, or a word from a newer kernel: shown, not alarming.
-        progress_text(a)
+        (Status::Ok, progress_text(a))
     } else {
         let shape = match (map.is_empty(), a.active_disks, a.raid_disks) {
-            (false, _, _) => map.clone(),
+            (false, _, _) => map,
             (true, Some(m), Some(n)) => format!(" {m}/{n} disks"),
             _ => String::new(),
         };
-        format!("{}{shape}", a.level.as_deref().unwrap_or("md"))
-    };
-    let mut phrases = vec![primary];
+        (
+            Status::Ok,
+            format!("{}{shape}", a.level.as_deref().unwrap_or("md")),
+        )
+    }
+}
 
+/// A degraded array: failed beyond what the level survives, recovering (with or without redundancy left),
+/// or not recovering at all.
+fn degraded(a: &ArrayInfo, cfg: &MdRaidConfig) -> (Status, String) {
+    let map = map_text(a);
+    let missing = a.degraded.unwrap_or(0);
+    let tol = tolerance(a.level.as_deref(), a.raid_disks);
+    let counts = match a.raid_disks {
+        Some(n) => format!("{missing} of {n} missing"),
+        None => format!("{missing} missing"),
+    };
+    if tol.is_some_and(|t| missing > t) {
+        let level = a.level.as_deref().unwrap_or("the level");
+        return (
+            Status::Crit,
+            format!("failed{map}: {counts}, more than {level} survives"),
+        );
+    }
+    if a.sync_action != "recover" {
+        let mut p = format!("degraded{map} ({counts}), not recovering");
+        if a.syncing() {
+            p.push_str(&format!(" ({})", progress_text(a)));
+        }
+        return (Status::Crit, p);
+    }
+    let no_redundancy = tol.is_some_and(|t| missing >= t);
+    let status = if no_redundancy {
+        Status::Crit
+    } else {
+        cfg.recovering_status.status()
+    };
+    let shape = if map.is_empty() {
+        format!(" ({counts})")
+    } else {
+        map
+    };
+    let mut p = format!("degraded{shape} recovering");
+    if let Some(pc) = a.sync_percent {
+        p.push_str(&format!(" {pc:.1}%"));
+    }
+    if let Some(eta) = a.sync_eta_secs {
+        p.push_str(&format!(", ETA {}", fmt_duration(Duration::from_secs(eta))));
+    }
+    if no_redundancy {
+        p.push_str(", no redundancy left");
+    }
+    (status, p)
+}
+
+/// What comes on top of the main condition: a faulty member still attached, mismatches after a check,
+/// read-only. Returns the worst status these add.
+fn extras(a: &ArrayInfo, cfg: &MdRaidConfig, phrases: &mut Vec<String>) -> Status {
+    let mut status = Status::Ok;
     let faulty: Vec<&str> = a
         .members
         .iter()
         .filter(|m| m.flags.iter().any(|f| f == "faulty"))
         .map(|m| m.name.as_str())
         .collect();
-    if !faulty.is_empty() && missing == 0 && !a.inactive() {
+    if !faulty.is_empty() && a.degraded.unwrap_or(0) == 0 && !a.inactive() {
         status = status.worst(cfg.faulty_member_status.status());
         phrases.push(format!(
             "faulty member{} {} still attached",
@@ -151,22 +185,7 @@ pub fn evaluate_array(a: &mut ArrayInfo, cfg: &MdRaidConfig) {
             if a.state == "read-auto" { "auto-" } else { "" }
         ));
     }
-    if let Some(secs) = a.stalled_secs {
-        status = Status::Crit;
-        phrases.insert(
-            0,
-            format!(
-                "stalled: {} at {} for {}",
-                a.sync_action,
-                a.sync_percent
-                    .map(|p| format!("{p:.1}%"))
-                    .unwrap_or_else(|| "?".into()),
-                fmt_duration(Duration::from_secs(secs))
-            ),
-        );
-    }
-    a.status = status;
-    a.summary = format!("{} {}", a.name, phrases.join(", "));
+    status
 }
 
 /// What the check looked at.

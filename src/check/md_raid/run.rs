@@ -1,7 +1,9 @@
 //! The I/O: sysfs and mdstat under the host root; progress remembered across cycles for stall detection.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::mdstat::parse_mdstat;
 use super::{ArrayInfo, MdRaidConfig, Observation, evaluate, merge, sysfs};

@@ -2,7 +2,9 @@
 
 use super::merge::natural_key;
 use super::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::mdstat::parse_mdstat;
 use crate::check::Status;

@@ -1,7 +1,7 @@
 //! The verdict: availability, PSI, swap-in and OOM kills against the thresholds. Pure.
 
 use super::{CgroupPressure, Meminfo, MemoryConfig, MemoryDetails};
-use crate::check::{Details, Outcome, Status, UnknownReason};
+use crate::check::{Details, Findings, Outcome, Status, UnknownReason};
 use crate::parse::Psi;
 use crate::util::{fmt_bytes, fmt_rate};
 
@@ -32,20 +32,27 @@ pub struct Observation {
 
 /// The verdict. Pure: every threshold is table-tested.
 pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
-    let m = &obs.meminfo;
-    let (available, estimated) = m.available_or_estimate();
-    let available_pct = available as f64 * 100.0 / m.total as f64;
-    let psi_some = obs.psi.map(|p| p.some);
-    let psi_full = obs.psi.and_then(|p| p.full);
+    let (available, estimated) = obs.meminfo.available_or_estimate();
+    let available_pct = available as f64 * 100.0 / obs.meminfo.total as f64;
+    let mut findings = Findings::default();
+    judge_host(&mut findings, obs, cfg, available_pct);
+    judge_vms(&mut findings, obs, cfg);
+    for p in &obs.problems {
+        findings.flag(Status::Unknown, p.clone());
+    }
+    let (status, summary) = findings.summary(figures(obs, available_pct, estimated));
+    let details = details(obs, available, available_pct, estimated);
+    let mut out = Outcome::new(status, summary, Details::Memory(details));
+    if status == Status::Unknown {
+        out.reason = Some(UnknownReason::Malformed);
+    }
+    out
+}
 
-    let mut status = Status::Ok;
-    let mut reasons: Vec<String> = Vec::new();
-    let mut flag = |s: Status, why: String| {
-        status = status.worst(s);
-        reasons.push(why);
-    };
+/// The host-wide thresholds: availability, PSI, OOM kills, swap-in.
+fn judge_host(f: &mut Findings, obs: &Observation, cfg: &MemoryConfig, available_pct: f64) {
     if available_pct < cfg.crit_available_percent {
-        flag(
+        f.flag(
             Status::Crit,
             format!(
                 "available {available_pct:.1}% < {}%",
@@ -53,7 +60,7 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
             ),
         );
     } else if available_pct < cfg.warn_available_percent {
-        flag(
+        f.flag(
             Status::Warn,
             format!(
                 "available {available_pct:.1}% < {}%",
@@ -61,10 +68,10 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
             ),
         );
     }
-    if let Some(full) = psi_full
+    if let Some(full) = obs.psi.and_then(|p| p.full)
         && full.avg10 >= cfg.crit_psi_full_avg10
     {
-        flag(
+        f.flag(
             Status::Crit,
             format!(
                 "psi full avg10 {:.2} >= {}",
@@ -72,10 +79,10 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
             ),
         );
     }
-    if let Some(some) = psi_some
+    if let Some(some) = obs.psi.map(|p| p.some)
         && some.avg10 >= cfg.warn_psi_some_avg10
     {
-        flag(
+        f.flag(
             Status::Warn,
             format!(
                 "psi some avg10 {:.2} >= {}",
@@ -84,10 +91,9 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
         );
     }
     if cfg.crit_on_oom_kill && obs.oom_recent {
-        let n = obs.oom_kills.filter(|n| *n > 0);
-        flag(
+        f.flag(
             Status::Crit,
-            match n {
+            match obs.oom_kills.filter(|n| *n > 0) {
                 Some(n) => format!("{n} OOM kill(s) in the last {:.0}s", obs.window_secs),
                 None => format!("OOM kill within the last {}s", cfg.oom_kill_hold_secs),
             },
@@ -96,7 +102,7 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
     if let Some(rate) = obs.swap_in_per_sec
         && rate >= cfg.warn_swap_in_pages_per_sec
     {
-        flag(
+        f.flag(
             Status::Warn,
             format!(
                 "swap-in {} pages/s >= {}",
@@ -105,30 +111,36 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
             ),
         );
     }
-    if let Some(limit) = cfg.warn_cgroup_psi_some_avg10 {
-        let hot: Vec<String> = obs
-            .cgroups
-            .iter()
-            .filter(|c| c.psi_some_avg10 >= limit)
-            .map(|c| format!("{} {:.2}", c.name, c.psi_some_avg10))
-            .collect();
-        if !hot.is_empty() {
-            flag(
-                Status::Warn,
-                format!("VM memory pressure >= {limit}: {}", hot.join(", ")),
-            );
-        }
-    }
-    for p in &obs.problems {
-        flag(Status::Unknown, p.clone());
-    }
+}
 
+/// VMs under memory pressure, when `warn-cgroup-psi-some-avg10` is set.
+fn judge_vms(f: &mut Findings, obs: &Observation, cfg: &MemoryConfig) {
+    let Some(limit) = cfg.warn_cgroup_psi_some_avg10 else {
+        return;
+    };
+    let hot: Vec<String> = obs
+        .cgroups
+        .iter()
+        .filter(|c| c.psi_some_avg10 >= limit)
+        .map(|c| format!("{} {:.2}", c.name, c.psi_some_avg10))
+        .collect();
+    if !hot.is_empty() {
+        f.flag(
+            Status::Warn,
+            format!("VM memory pressure >= {limit}: {}", hot.join(", ")),
+        );
+    }
+}
+
+/// The figures of the summary line, after the reasons.
+fn figures(obs: &Observation, available_pct: f64, estimated: bool) -> String {
+    let m = &obs.meminfo;
     let mut figures = format!(
         "available {available_pct:.1}% of {}{}",
         fmt_bytes(m.total),
         if estimated { " (estimated)" } else { "" }
     );
-    match (psi_some, psi_full) {
+    match (obs.psi.map(|p| p.some), obs.psi.and_then(|p| p.full)) {
         (Some(s), Some(f)) => {
             figures.push_str(&format!(", psi some {:.2} full {:.2}", s.avg10, f.avg10))
         }
@@ -148,13 +160,19 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
             top.name, top.psi_some_avg10
         ));
     }
-    let summary = if reasons.is_empty() {
-        figures
-    } else {
-        format!("{}; {figures}", reasons.join("; "))
-    };
+    figures
+}
 
-    let details = MemoryDetails {
+fn details(
+    obs: &Observation,
+    available: u64,
+    available_pct: f64,
+    estimated: bool,
+) -> MemoryDetails {
+    let m = &obs.meminfo;
+    let psi_some = obs.psi.map(|p| p.some);
+    let psi_full = obs.psi.and_then(|p| p.full);
+    MemoryDetails {
         mem_total_bytes: m.total,
         mem_available_bytes: available,
         mem_available_percent: round2(available_pct),
@@ -172,12 +190,7 @@ pub fn evaluate(obs: &Observation, cfg: &MemoryConfig) -> Outcome {
         window_secs: round2(obs.window_secs),
         top_cgroups: obs.cgroups.clone(),
         notes: obs.notes.clone(),
-    };
-    let mut out = Outcome::new(status, summary, Details::Memory(details));
-    if status == Status::Unknown {
-        out.reason = Some(UnknownReason::Malformed);
     }
-    out
 }
 
 fn round2(x: f64) -> f64 {

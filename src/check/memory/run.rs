@@ -1,6 +1,8 @@
 //! The I/O: one pass over the files under the host root; the previous vmstat sample kept for rates.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::cgroups::scan_cgroups;
 use super::{

@@ -1,7 +1,9 @@
 //! The verdict at every threshold, estimates, names, counter resets.
 
 use super::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::run::{VmSample, rates};
 use crate::check::{Details, Status};

@@ -57,6 +57,17 @@ fn addr_text(ip: &IpAddr, cidr: u8) -> String {
     }
 }
 
+/// A peer's state with the handshake age it was judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerVerdict {
+    /// The state.
+    pub state: PeerState,
+    /// Seconds since the latest handshake; `None` when never.
+    pub handshake_age_secs: Option<u64>,
+    /// The handshake is in the future (the clock was stepped back): the age is clamped to 0.
+    pub clock_skew: bool,
+}
+
 /// A peer's verdict and handshake age. Pure.
 pub fn peer_state(
     peer: &Peer,
@@ -64,7 +75,7 @@ pub fn peer_state(
     probe: Option<Probe>,
     one_way: Option<Duration>,
     cfg: &WireguardConfig,
-) -> (PeerState, Option<u64>, bool) {
+) -> PeerVerdict {
     let (age, skew) = match peer.last_handshake {
         None => (None, false),
         Some(t) => match now.duration_since(t) {
@@ -83,7 +94,11 @@ pub fn peer_state(
         (None, Some(a)) if a > cfg.stale_after_secs => PeerState::Stale,
         (None, Some(_)) => PeerState::Ok,
     };
-    (state, age, skew)
+    PeerVerdict {
+        state,
+        handshake_age_secs: age,
+        clock_skew: skew,
+    }
 }
 
 fn peer_label(peer: &Peer) -> String {
@@ -113,52 +128,55 @@ fn state_text(p: &PeerInfo) -> String {
     s
 }
 
+/// What the check says of one peer.
+fn peer_info(i: &InterfaceObs, p: &Peer, now: SystemTime, cfg: &WireguardConfig) -> PeerInfo {
+    let probe = i.probes.get(&p.public_key);
+    let one_way = i.one_way.get(&p.public_key).copied();
+    let v = peer_state(p, now, probe.map(|(_, r)| *r), one_way, cfg);
+    PeerInfo {
+        public_key: p.key_b64(),
+        endpoint: p.endpoint.clone(),
+        allowed_ips: p
+            .allowed_ips
+            .iter()
+            .map(|(ip, c)| format!("{ip}/{c}"))
+            .collect(),
+        latest_handshake_age_secs: v.handshake_age_secs,
+        handshake_clock_skew: v.clock_skew,
+        rx_bytes: p.rx_bytes,
+        tx_bytes: p.tx_bytes,
+        persistent_keepalive_secs: p.persistent_keepalive,
+        probe_target: probe.map(|(ip, _)| ip.to_string()),
+        probe_rtt_ms: probe.and_then(|(_, r)| match r {
+            Probe::Reply(d) => Some((d.as_secs_f64() * 10_000.0).round() / 10.0),
+            Probe::Lost => None,
+        }),
+        one_way_secs: one_way.map(|d| d.as_secs()),
+        state: v.state,
+    }
+}
+
 /// The verdict for one interface. Pure.
 pub fn evaluate_interface(
     i: &InterfaceObs,
     now: SystemTime,
     cfg: &WireguardConfig,
 ) -> InterfaceInfo {
-    let mut labels = Vec::new();
     let peers: Vec<PeerInfo> = i
         .device
         .peers
         .iter()
-        .map(|p| {
-            let probe = i.probes.get(&p.public_key);
-            let one_way = i.one_way.get(&p.public_key).copied();
-            let (state, age, skew) = peer_state(p, now, probe.map(|(_, r)| *r), one_way, cfg);
-            labels.push(peer_label(p));
-            PeerInfo {
-                public_key: p.key_b64(),
-                endpoint: p.endpoint.clone(),
-                allowed_ips: p
-                    .allowed_ips
-                    .iter()
-                    .map(|(ip, c)| format!("{ip}/{c}"))
-                    .collect(),
-                latest_handshake_age_secs: age,
-                handshake_clock_skew: skew,
-                rx_bytes: p.rx_bytes,
-                tx_bytes: p.tx_bytes,
-                persistent_keepalive_secs: p.persistent_keepalive,
-                probe_target: probe.map(|(ip, _)| ip.to_string()),
-                probe_rtt_ms: probe.and_then(|(_, r)| match r {
-                    Probe::Reply(d) => Some((d.as_secs_f64() * 10_000.0).round() / 10.0),
-                    Probe::Lost => None,
-                }),
-                one_way_secs: one_way.map(|d| d.as_secs()),
-                state,
-            }
-        })
+        .map(|p| peer_info(i, p, now, cfg))
         .collect();
     let name = &i.device.name;
     let total = peers.len();
-    let down: Vec<String> = peers
+    let down: Vec<String> = i
+        .device
+        .peers
         .iter()
-        .zip(&labels)
-        .filter(|(p, _)| p.state != PeerState::Ok)
-        .map(|(p, label)| format!("{label}, {})", state_text(p)))
+        .zip(&peers)
+        .filter(|(_, p)| p.state != PeerState::Ok)
+        .map(|(raw, p)| format!("{}, {})", peer_label(raw), state_text(p)))
         .collect();
     let (status, summary) = if !i.up {
         (Status::Crit, format!("{name} down"))
@@ -180,20 +198,13 @@ pub fn evaluate_interface(
         } else {
             Status::Warn
         };
-        // A summary is one line: name the first peers, count the rest (the details list them all).
-        const SHOWN: usize = 8;
-        let mut list = down
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if down.len() > SHOWN {
-            list.push_str(&format!(", +{} more", down.len() - SHOWN));
-        }
         (
             status,
-            format!("{name}: {}/{total} peers down: {list}", down.len()),
+            format!(
+                "{name}: {}/{total} peers down: {}",
+                down.len(),
+                listed(&down)
+            ),
         )
     };
     InterfaceInfo {
@@ -206,6 +217,21 @@ pub fn evaluate_interface(
         status,
         summary,
     }
+}
+
+/// A summary is one line: name the first peers, count the rest (the details list them all).
+fn listed(down: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut list = down
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if down.len() > SHOWN {
+        list.push_str(&format!(", +{} more", down.len() - SHOWN));
+    }
+    list
 }
 
 /// The verdict of the check. Pure.

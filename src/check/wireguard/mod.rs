@@ -33,7 +33,7 @@ pub use self::config::WireguardConfig;
 pub use self::details::{InterfaceInfo, PeerInfo, PeerState, WireguardDetails};
 pub use self::device::{Device, Peer, Source};
 pub use self::evaluate::{
-    InterfaceObs, Observation, Probe, evaluate, evaluate_interface, peer_state,
+    InterfaceObs, Observation, PeerVerdict, Probe, evaluate, evaluate_interface, peer_state,
 };
 pub use self::run::{OneWayTracker, WireguardCheck};
 

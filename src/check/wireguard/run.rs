@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use super::{Device, InterfaceObs, Observation, Probe, WireguardConfig, evaluate, netlink, uapi};
 use crate::check::{BoxFuture, Check, CheckKind, Context, Mode, Outcome, UnknownReason};
@@ -146,22 +148,6 @@ impl WireguardCheck {
             .into_iter()
             .filter_map(|f| f.strip_suffix(".sock").map(str::to_owned))
             .collect();
-        let is_kernel = |name: &str| {
-            links
-                .iter()
-                .any(|l| l.name == name && l.kind.as_deref() == Some("wireguard"))
-        };
-        let wanted: Vec<String> = if self.cfg.interfaces.is_empty() {
-            let mut v: Vec<String> = links
-                .iter()
-                .filter(|l| l.kind.as_deref() == Some("wireguard") || sockets.contains(&l.name))
-                .map(|l| l.name.clone())
-                .collect();
-            v.sort();
-            v
-        } else {
-            self.cfg.interfaces.clone()
-        };
         let mut obs = Observation {
             now: SystemTime::now(),
             interfaces: Vec::new(),
@@ -169,102 +155,28 @@ impl WireguardCheck {
             problems: Vec::new(),
             notes: Vec::new(),
         };
-        let mut family: Option<Option<u16>> = None;
-        for name in wanted {
+        let mut family = FamilyCache::default();
+        for name in self.wanted(&links, &sockets) {
             let Some(link) = links.iter().find(|l| l.name == name) else {
                 obs.missing.push(name);
                 continue;
             };
-            let device = if is_kernel(&name) {
-                let fam = match family {
-                    Some(f) => f,
-                    None => {
-                        let f = netlink::wireguard_family().await.unwrap_or(None);
-                        family = Some(f);
-                        f
-                    }
-                };
-                let Some(fam) = fam else {
-                    obs.problems
-                        .push(format!("{name}: kernel WireGuard family not available"));
-                    continue;
-                };
-                match netlink::get_device(fam, &name).await {
-                    Ok(d) => d,
-                    Err(e)
-                        if e.raw_os_error() == Some(1)
-                            || e.kind() == std::io::ErrorKind::PermissionDenied =>
-                    {
-                        obs.problems.push(format!(
-                            "{name}: netlink permission denied (needs CAP_NET_ADMIN)"
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        obs.problems.push(format!("{name}: netlink: {e}"));
-                        continue;
-                    }
-                }
-            } else if sockets.contains(&name) {
-                let path = ctx.root.path(format!("{}/{name}.sock", self.cfg.uapi_dir));
-                match uapi::get(&name, &path).await {
-                    Ok(d) => d,
-                    Err(uapi::GetError::Io(e))
-                        if e.kind() == std::io::ErrorKind::PermissionDenied =>
-                    {
-                        obs.problems
-                            .push(format!("{}: permission denied", path.display()));
-                        continue;
-                    }
-                    Err(uapi::GetError::Io(e))
-                        if e.kind() == std::io::ErrorKind::ConnectionRefused =>
-                    {
-                        obs.problems.push(format!(
-                            "{}: connection refused (the userspace daemon is not running?)",
-                            path.display()
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        obs.problems.push(format!("{}: {e}", path.display()));
-                        continue;
-                    }
-                }
-            } else {
-                obs.problems.push(format!(
-                    "{name}: not a kernel WireGuard interface and no UAPI socket in {}",
-                    self.cfg.uapi_dir
-                ));
-                continue;
-            };
-            obs.interfaces.push(InterfaceObs {
-                device,
-                up: link.up,
-                probes: HashMap::new(),
-                one_way: HashMap::new(),
-            });
+            let kernel = link.kind.as_deref() == Some("wireguard");
+            match self
+                .read_device(ctx, &name, kernel, &sockets, &mut family)
+                .await
+            {
+                Ok(device) => obs.interfaces.push(InterfaceObs {
+                    device,
+                    up: link.up,
+                    probes: HashMap::new(),
+                    one_way: HashMap::new(),
+                }),
+                Err(problem) => obs.problems.push(problem),
+            }
         }
         if self.cfg.probe {
-            let timeout = Duration::from_millis(self.cfg.probe_timeout_ms);
-            for i in obs.interfaces.iter_mut().filter(|i| i.up) {
-                let targets: Vec<([u8; 32], IpAddr)> = i
-                    .device
-                    .peers
-                    .iter()
-                    .filter_map(|p| self.cfg.probe_target(p).map(|ip| (p.public_key, ip)))
-                    .collect();
-                if targets.is_empty() {
-                    continue;
-                }
-                match probe_all(&i.device.name, targets, timeout).await {
-                    Ok(p) => i.probes = p,
-                    Err(e) => {
-                        if !obs.problems.contains(&e) {
-                            obs.problems.push(e);
-                        }
-                    }
-                }
-            }
+            self.probe_interfaces(&mut obs).await;
         }
         if ctx.mode == Mode::Agent {
             let now = Instant::now();
@@ -273,6 +185,101 @@ impl WireguardCheck {
             }
         }
         evaluate(&obs, &self.cfg)
+    }
+
+    /// The interfaces to look at: the configured ones, or every WireGuard interface of the namespace
+    /// (kernel links of kind `wireguard`, and links with a UAPI socket), sorted.
+    fn wanted(&self, links: &[netlink::Link], sockets: &[String]) -> Vec<String> {
+        if !self.cfg.interfaces.is_empty() {
+            return self.cfg.interfaces.clone();
+        }
+        let mut v: Vec<String> = links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("wireguard") || sockets.contains(&l.name))
+            .map(|l| l.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// One device, over netlink (kernel) or its UAPI socket (userspace); `Err` is the problem, in words.
+    async fn read_device(
+        &self,
+        ctx: &Context,
+        name: &str,
+        kernel: bool,
+        sockets: &[String],
+        family: &mut FamilyCache,
+    ) -> Result<Device, String> {
+        if kernel {
+            let Some(fam) = family.get().await else {
+                return Err(format!("{name}: kernel WireGuard family not available"));
+            };
+            return netlink::get_device(fam, name).await.map_err(|e| {
+                if e.raw_os_error() == Some(1) || e.kind() == std::io::ErrorKind::PermissionDenied {
+                    format!("{name}: netlink permission denied (needs CAP_NET_ADMIN)")
+                } else {
+                    format!("{name}: netlink: {e}")
+                }
+            });
+        }
+        if !sockets.iter().any(|s| s == name) {
+            return Err(format!(
+                "{name}: not a kernel WireGuard interface and no UAPI socket in {}",
+                self.cfg.uapi_dir
+            ));
+        }
+        let path = ctx.root.path(format!("{}/{name}.sock", self.cfg.uapi_dir));
+        uapi::get(name, &path).await.map_err(|e| match e {
+            uapi::GetError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                format!("{}: permission denied", path.display())
+            }
+            uapi::GetError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+                "{}: connection refused (the userspace daemon is not running?)",
+                path.display()
+            ),
+            e => format!("{}: {e}", path.display()),
+        })
+    }
+
+    /// One ICMP echo per peer with a probe address, through each interface that is up, all in parallel.
+    async fn probe_interfaces(&self, obs: &mut Observation) {
+        let timeout = Duration::from_millis(self.cfg.probe_timeout_ms);
+        for i in obs.interfaces.iter_mut().filter(|i| i.up) {
+            let targets: Vec<([u8; 32], IpAddr)> = i
+                .device
+                .peers
+                .iter()
+                .filter_map(|p| self.cfg.probe_target(p).map(|ip| (p.public_key, ip)))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            match probe_all(&i.device.name, targets, timeout).await {
+                Ok(p) => i.probes = p,
+                Err(e) => {
+                    if !obs.problems.contains(&e) {
+                        obs.problems.push(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The generic netlink family id of `wireguard`, looked up once per run and only when a kernel device is
+/// read.
+#[derive(Default)]
+struct FamilyCache(Option<Option<u16>>);
+
+impl FamilyCache {
+    async fn get(&mut self) -> Option<u16> {
+        if let Some(f) = self.0 {
+            return f;
+        }
+        let f = netlink::wireguard_family().await.unwrap_or(None);
+        self.0 = Some(f);
+        f
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::check::{Status, UnknownReason};
 
@@ -41,7 +43,10 @@ fn iface(peers: Vec<Peer>) -> InterfaceObs {
 #[test]
 fn peer_states() {
     let cfg = WireguardConfig::default();
-    let st = |p: &Peer, probe, one_way| peer_state(p, now(), probe, one_way, &cfg);
+    let st = |p: &Peer, probe, one_way| {
+        let v = peer_state(p, now(), probe, one_way, &cfg);
+        (v.state, v.handshake_age_secs, v.clock_skew)
+    };
     let fresh = peer(1, "10.0.0.1", Some(30));
     let old = peer(2, "10.0.0.2", Some(412));
     let never = peer(3, "10.0.0.3", None);

@@ -75,120 +75,131 @@ pub fn parse_allowed_ip(v: &str) -> Option<(IpAddr, u8)> {
 
 /// Parses a `get=1` reply. `name` is the interface it came from.
 pub fn parse(name: &str, text: &str) -> Result<Device, UapiError> {
-    let mut dev = Device {
-        name: name.to_owned(),
-        source: Source::Userspace,
-        listen_port: None,
-        fwmark: None,
-        public_key: None,
-        peers: Vec::new(),
-    };
-    let mut handshake_sec: Option<u64> = None;
-    let mut handshake_nsec: u32 = 0;
-    // 0 seconds means "never"; the kernel and wireguard-go both print 0/0 then.
-    let finish_handshake = |peer: &mut Peer, sec: Option<u64>, nsec: u32| {
-        peer.last_handshake = sec
-            .filter(|s| *s > 0)
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, nsec.min(999_999_999)));
+    let mut p = Reply {
+        dev: Device {
+            name: name.to_owned(),
+            source: Source::Userspace,
+            listen_port: None,
+            fwmark: None,
+            public_key: None,
+            peers: Vec::new(),
+        },
+        handshake_sec: None,
+        handshake_nsec: 0,
     };
     for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
         if line.is_empty() {
             continue;
         }
-        let bad = |why: String| UapiError::Protocol { line: n, why };
+        let bad = |why: String| UapiError::Protocol { line: i + 1, why };
         let (key, value) = line
             .split_once('=')
             .ok_or_else(|| bad(format!("expected key=value, got {line:?}")))?;
         if value.contains('=') {
             return Err(bad(format!("value of {key} contains '='")));
         }
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| bad(format!("{key}: not a number: {v:?}")))
-        };
-        match key {
-            "errno" => {
-                let code: i64 = value
-                    .parse()
-                    .map_err(|_| bad(format!("errno: {value:?}")))?;
-                if code != 0 {
-                    return Err(UapiError::Errno(code));
-                }
-                if let Some(p) = dev.peers.last_mut() {
-                    finish_handshake(p, handshake_sec, handshake_nsec);
-                }
-                return Ok(dev);
+        if key == "errno" {
+            let code: i64 = value
+                .parse()
+                .map_err(|_| bad(format!("errno: {value:?}")))?;
+            if code != 0 {
+                return Err(UapiError::Errno(code));
             }
+            p.finish_peer();
+            return Ok(p.dev);
+        }
+        p.line(key, value).map_err(bad)?;
+    }
+    Err(UapiError::Truncated)
+}
+
+/// A reply being read: the device so far, and the handshake time of the peer being read (its two halves
+/// come on separate lines).
+struct Reply {
+    dev: Device,
+    handshake_sec: Option<u64>,
+    handshake_nsec: u32,
+}
+
+fn number(key: &str, v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .map_err(|_| format!("{key}: not a number: {v:?}"))
+}
+
+fn narrow<T: TryFrom<u64>>(key: &str, v: &str) -> Result<T, String> {
+    T::try_from(number(key, v)?).map_err(|_| format!("{key}: {v:?}"))
+}
+
+impl Reply {
+    /// Sets the handshake time of the peer just read. 0 seconds means "never" (the kernel and wireguard-go
+    /// both print 0/0 then); a time too far out to represent is treated as never too.
+    fn finish_peer(&mut self) {
+        if let Some(peer) = self.dev.peers.last_mut() {
+            peer.last_handshake = self.handshake_sec.filter(|s| *s > 0).and_then(|s| {
+                SystemTime::UNIX_EPOCH
+                    .checked_add(Duration::new(s, self.handshake_nsec.min(999_999_999)))
+            });
+        }
+        self.handshake_sec = None;
+        self.handshake_nsec = 0;
+    }
+
+    /// One `key=value` line after `get=1`.
+    fn line(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
             "private_key" => {
                 let mut bytes =
-                    hex32(value).ok_or_else(|| bad("private_key: not 32 hex bytes".into()))?;
+                    hex32(value).ok_or_else(|| "private_key: not 32 hex bytes".to_owned())?;
                 let secret = x25519_dalek::StaticSecret::from(bytes);
                 bytes.zeroize();
                 // `secret` wipes itself on drop, at the end of this arm.
-                dev.public_key = Some(x25519_dalek::PublicKey::from(&secret).to_bytes());
+                self.dev.public_key = Some(x25519_dalek::PublicKey::from(&secret).to_bytes());
             }
-            "listen_port" => {
-                dev.listen_port = Some(
-                    u16::try_from(num(value)?)
-                        .map_err(|_| bad(format!("listen_port: {value:?}")))?,
-                )
-            }
-            "fwmark" => {
-                dev.fwmark = Some(
-                    u32::try_from(num(value)?).map_err(|_| bad(format!("fwmark: {value:?}")))?,
-                )
-            }
+            "listen_port" => self.dev.listen_port = Some(narrow(key, value)?),
+            "fwmark" => self.dev.fwmark = Some(narrow(key, value)?),
             "public_key" => {
-                let key = hex32(value).ok_or_else(|| bad("public_key: not 32 hex bytes".into()))?;
-                if let Some(p) = dev.peers.last_mut() {
-                    finish_handshake(p, handshake_sec, handshake_nsec);
-                }
-                handshake_sec = None;
-                handshake_nsec = 0;
-                dev.peers.push(Peer::new(key));
+                let k = hex32(value).ok_or_else(|| "public_key: not 32 hex bytes".to_owned())?;
+                self.finish_peer();
+                self.dev.peers.push(Peer::new(k));
             }
-            _ => {
-                let peer = dev
-                    .peers
-                    .last_mut()
-                    .ok_or_else(|| bad(format!("{key} before any public_key")))?;
-                match key {
-                    "preshared_key" => {
-                        let psk = hex32(value)
-                            .ok_or_else(|| bad("preshared_key: not 32 hex bytes".into()))?;
-                        peer.has_preshared_key = psk != [0u8; 32];
-                    }
-                    "endpoint" => {
-                        peer.endpoint = Some(
-                            parse_endpoint(value)
-                                .ok_or_else(|| bad(format!("endpoint: {value:?}")))?,
-                        )
-                    }
-                    "allowed_ip" => peer.allowed_ips.push(
-                        parse_allowed_ip(value)
-                            .ok_or_else(|| bad(format!("allowed_ip: {value:?}")))?,
-                    ),
-                    "last_handshake_time_sec" => handshake_sec = Some(num(value)?),
-                    "last_handshake_time_nsec" => {
-                        handshake_nsec = u32::try_from(num(value)?)
-                            .map_err(|_| bad(format!("last_handshake_time_nsec: {value:?}")))?
-                    }
-                    "rx_bytes" => peer.rx_bytes = num(value)?,
-                    "tx_bytes" => peer.tx_bytes = num(value)?,
-                    "persistent_keepalive_interval" => {
-                        let v = u16::try_from(num(value)?).map_err(|_| {
-                            bad(format!("persistent_keepalive_interval: {value:?}"))
-                        })?;
-                        peer.persistent_keepalive = (v > 0).then_some(v);
-                    }
-                    // protocol_version and keys a newer daemon may add.
-                    _ => {}
-                }
-            }
+            _ => self.peer_line(key, value)?,
         }
+        Ok(())
     }
-    Err(UapiError::Truncated)
+
+    /// A line about the peer being read.
+    fn peer_line(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let peer = self
+            .dev
+            .peers
+            .last_mut()
+            .ok_or_else(|| format!("{key} before any public_key"))?;
+        match key {
+            "preshared_key" => {
+                let psk =
+                    hex32(value).ok_or_else(|| "preshared_key: not 32 hex bytes".to_owned())?;
+                peer.has_preshared_key = psk != [0u8; 32];
+            }
+            "endpoint" => {
+                peer.endpoint =
+                    Some(parse_endpoint(value).ok_or_else(|| format!("endpoint: {value:?}"))?)
+            }
+            "allowed_ip" => peer
+                .allowed_ips
+                .push(parse_allowed_ip(value).ok_or_else(|| format!("allowed_ip: {value:?}"))?),
+            "last_handshake_time_sec" => self.handshake_sec = Some(number(key, value)?),
+            "last_handshake_time_nsec" => self.handshake_nsec = narrow(key, value)?,
+            "rx_bytes" => peer.rx_bytes = number(key, value)?,
+            "tx_bytes" => peer.tx_bytes = number(key, value)?,
+            "persistent_keepalive_interval" => {
+                let v: u16 = narrow(key, value)?;
+                peer.persistent_keepalive = (v > 0).then_some(v);
+            }
+            // protocol_version and keys a newer daemon may add.
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// Why the socket could not be read.

@@ -3,14 +3,13 @@
 //! state and with wgctrl-go's expectations. Peers come in random order from wireguard-go: compared as sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::corpus_text;
+use crate::support::corpus_text;
 use hvprobe::check::Status;
 use hvprobe::check::wireguard::uapi::{UapiError, parse};
 use hvprobe::check::wireguard::{

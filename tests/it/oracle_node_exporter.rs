@@ -7,13 +7,12 @@
 //! - unindented status lines (`pymdstat_15`): node_exporter rejects the file; hvprobe reads it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ChildGuard, FixtureHost, corpus_text, free_port, http_get, require_bin, wait_for};
+use crate::support::{ChildGuard, FixtureHost, corpus_text, free_port, http_get, require_bin, wait_for};
 use hvprobe::check::md_raid::from_mdstat;
 use hvprobe::check::md_raid::mdstat::parse_mdstat;
 
@@ -50,7 +49,7 @@ fn node_exporter(root: &std::path::Path) -> (bool, HashMap<String, f64>) {
 
 #[test]
 fn md_disk_counts_agree_with_a_live_node_exporter() {
-    let mut files: Vec<String> = std::fs::read_dir(common::corpus("mdstat"))
+    let mut files: Vec<String> = std::fs::read_dir(crate::support::corpus("mdstat"))
         .unwrap()
         .filter_map(|e| {
             e.unwrap()

@@ -3,11 +3,10 @@
 //! what Debian's node_exporter 1.5.0 and check_swap printed for the same input (`oracle/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::collections::HashMap;
 
-use common::corpus_text;
+use crate::support::corpus_text;
 use hvprobe::check::conntrack::{parse_number, parse_stat};
 use hvprobe::check::memory::{parse_meminfo, parse_vmstat};
 use hvprobe::parse::parse_psi;
@@ -76,7 +75,7 @@ fn meminfo_agrees_with_check_swap() {
             continue;
         };
         let file = format!("meminfo/{}.txt", name.trim());
-        if !common::corpus(&file).exists() {
+        if !crate::support::corpus(&file).exists() {
             continue; // `proc_meminfo` was the oracle machine's own file, not in the corpus
         }
         let perf = rest.split("|swap=").nth(1).unwrap();

@@ -1,11 +1,10 @@
 //! Agent mode: rates are computed across cycles, no check sleeps, and an OOM kill is held for a while.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::time::Duration;
 
-use common::FixtureHost;
+use crate::support::FixtureHost;
 use hvprobe::check::conntrack::{ConntrackCheck, ConntrackConfig};
 use hvprobe::check::memory::{MemoryCheck, MemoryConfig};
 use hvprobe::check::{Check, Context, Details, Mode, Status};
@@ -15,7 +14,9 @@ fn ctx(h: &FixtureHost) -> Context {
     Context::new(HostRoot::new(h.root()), Mode::Agent)
 }
 
-#[tokio::test]
+/// The clock is paused: time passes only when the test says so (the check's rate clock is tokio's), so the
+/// rate and the hold time are exact rather than at the mercy of a loaded machine.
+#[tokio::test(start_paused = true)]
 async fn memory_rates_and_oom_hold_across_cycles() {
     let h = FixtureHost::kernel_6_18();
     let mut check = MemoryCheck::new(MemoryConfig {
@@ -39,7 +40,7 @@ async fn memory_rates_and_oom_hold_across_cycles() {
         d.notes
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::advance(Duration::from_millis(200)).await;
     h.set_vmstat("pswpin", 1000);
     h.set_vmstat("oom_kill", 1);
     let second = check.run(&c).await;
@@ -53,7 +54,7 @@ async fn memory_rates_and_oom_hold_across_cycles() {
     let Details::Memory(d) = &second.details else {
         panic!()
     };
-    assert!(d.swap_in_pages_per_sec.unwrap() > 100.0, "{d:?}");
+    assert_eq!(d.swap_in_pages_per_sec, Some(5000.0), "1000 pages in 0.2 s");
     assert_eq!(d.oom_kills, Some(1));
 
     // Nothing new happened, but the OOM kill is within the hold time: still CRIT.
@@ -65,7 +66,10 @@ async fn memory_rates_and_oom_hold_across_cycles() {
         third.summary
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(900)).await;
+    let fourth_early = check.run(&c).await;
+    assert_eq!(fourth_early.status, Status::Crit, "0.9 s after the kill, still held");
+    tokio::time::advance(Duration::from_millis(200)).await;
     let fourth = check.run(&c).await;
     assert_eq!(
         fourth.status,

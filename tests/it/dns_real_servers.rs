@@ -4,12 +4,11 @@
 //! port 53.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::support::{
     Blackhole, FixtureHost, Netns, Unbound, check_of, dnsmasq, free_udp_port, json_of, run,
 };
 
@@ -248,7 +247,7 @@ fn local_unbound_from_resolv_conf_running_then_stopped() {
     let mut prefix = Command::new("ip");
     prefix.args(["netns", "exec", &ns.name]);
     let ub = Unbound::start_with(prefix, "127.0.0.1", 53, None);
-    let ready = common::wait_for(Duration::from_secs(10), || {
+    let ready = crate::support::wait_for(Duration::from_secs(10), || {
         let ok = ns
             .cmd("bash")
             .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/53"])

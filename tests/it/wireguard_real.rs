@@ -3,9 +3,8 @@
 //! Everything (namespaces, processes, UAPI sockets) is removed when a test ends, passing or failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
-use common::{Netns, WgGo, check_of, ifname, json_of, ns_sh, sh};
+use crate::support::{Netns, WgGo, check_of, ifname, json_of, ns_sh, sh};
 
 /// Two wireguard-go interfaces, `a` (10.200.0.1) in `ns_a` and `b` (10.200.0.2) in `ns_b`, peered over a
 /// veth pair (10.99.0.1 <-> 10.99.0.2). Fields drop in order: processes first, then namespaces.
@@ -135,7 +134,7 @@ fn healthy_pair_after_a_real_handshake() {
 fn a_peer_whose_endpoint_does_not_exist_is_never() {
     let m = mesh();
     m.handshake();
-    let ghost_key = common::pubkey(sh(&["wg", "genkey"]).trim());
+    let ghost_key = crate::support::pubkey(sh(&["wg", "genkey"]).trim());
     m.a.add_peer(&m.ns_a, &ghost_key, "10.99.0.77:51999", "10.200.0.3/32");
     m.ns_a
         .ip(&["route", "add", "10.200.0.3/32", "dev", &m.a.name]);
@@ -233,7 +232,7 @@ fn a_configured_interface_that_does_not_exist_is_crit() {
 fn without_privileges_the_check_is_unknown_with_the_reason() {
     let m = mesh();
     m.handshake();
-    common::require_bin("setpriv", "util-linux");
+    crate::support::require_bin("setpriv", "util-linux");
     // nobody can neither open the root-only UAPI socket nor an ICMP socket (ping_group_range excludes it).
     let out = m
         .ns_a

@@ -1,9 +1,8 @@
 //! `hvprobe check` end to end: the real binary against fixture hosts, asserting exit codes and JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
-use common::{FixtureHost, check_of, json_of, run};
+use crate::support::{FixtureHost, check_of, json_of, run};
 
 /// A config with short windows so the suite stays fast (the window itself is exercised in
 /// `one_shot_window_sees_drops_and_oom_kills`), and without the network checks, which have suites of their
@@ -136,7 +135,7 @@ fn kernel_without_memavailable_gets_the_estimate() {
     // The prometheus/procfs fixture is a real pre-3.14 style meminfo without MemAvailable.
     h.write(
         "proc/meminfo",
-        &common::corpus_text("meminfo/procfs_meminfo.txt"),
+        &crate::support::corpus_text("meminfo/procfs_meminfo.txt"),
     );
     let (code, doc) = check_json(&h, &["--check", "memory"]);
     assert_eq!(code, 0, "{doc}");
@@ -193,11 +192,11 @@ fn malformed_proc_files_make_only_that_check_unknown() {
     let h = FixtureHost::kernel_6_18();
     h.write(
         "proc/pressure/memory",
-        &common::corpus_text("pressure/procfs_malformed_1.txt"),
+        &crate::support::corpus_text("pressure/procfs_malformed_1.txt"),
     );
     h.write(
         "proc/vmstat",
-        &common::corpus_text("vmstat/telegraf_invalid.txt"),
+        &crate::support::corpus_text("vmstat/telegraf_invalid.txt"),
     );
     let (_, doc) = check_json(&h, &["--check", "memory"]);
     let mem = check_of(&doc, "memory");
@@ -276,7 +275,7 @@ fn conntrack_in_a_netns_with_flows() {
     ] {
         h.write(
             rel,
-            &common::corpus_text(&format!("live_kernel_6.18/netns_with_conntrack/{rel}")),
+            &crate::support::corpus_text(&format!("live_kernel_6.18/netns_with_conntrack/{rel}")),
         );
     }
     let (code, doc) = check_json(&h, &["--check", "conntrack"]);
@@ -342,7 +341,7 @@ fn one_shot_window_sees_drops_and_oom_kills() {
         "[[check]]\nkind = \"memory\"\nwindow-ms = 1500\ntimeout-ms = 5000\n[[check]]\nkind = \"conntrack\"\nwindow-ms = 1500\ntimeout-ms = 5000\n",
     )
     .unwrap();
-    let child = common::hvprobe()
+    let child = crate::support::hvprobe()
         .args([
             "check",
             "--root",

@@ -6,12 +6,11 @@
 //! why next to the comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use common::{corpus, corpus_text};
+use crate::support::{corpus, corpus_text};
 use hvprobe::check::md_raid::mdstat::{MdstatArray, parse_mdstat};
 use hvprobe::check::md_raid::sysfs::read_arrays;
 use hvprobe::check::md_raid::{ArrayInfo, MdRaidConfig, Observation, evaluate, from_mdstat, merge};

@@ -3,11 +3,10 @@
 //! and `/sys/block/mdN/md/*` one value per file (sync_completed in sectors = 2 x mdstat blocks).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::time::Duration;
 
-use common::{FixtureHost, check_of, json_of, run};
+use crate::support::{FixtureHost, check_of, json_of, run};
 use hvprobe::check::md_raid::{MdRaidCheck, MdRaidConfig};
 use hvprobe::check::{Check, Context, Details, Mode, Status};
 use hvprobe::host::HostRoot;
@@ -416,7 +415,7 @@ fn malformed_sources_are_unknown_and_named() {
     let h = FixtureHost::kernel_6_18();
     h.write(
         "proc/mdstat",
-        &common::corpus_text("mdstat/procfs_invalid_3.txt"),
+        &crate::support::corpus_text("mdstat/procfs_invalid_3.txt"),
     );
     let (code, doc) = md_check(&h, None);
     assert_eq!(code, 3);
@@ -447,7 +446,8 @@ fn malformed_sources_are_unknown_and_named() {
     assert_eq!(array(&doc, "md0")["source"], "mdstat");
 }
 
-#[tokio::test]
+/// Paused clock: the stall timer runs on tokio's clock, so one second passes exactly when the test says.
+#[tokio::test(start_paused = true)]
 async fn a_recovery_without_progress_stalls_in_agent_mode() {
     let h = FixtureHost::kernel_6_18();
     Md {
@@ -470,7 +470,10 @@ async fn a_recovery_without_progress_stalls_in_agent_mode() {
     let ctx = Context::new(HostRoot::new(h.root()), Mode::Agent);
     let first = check.run(&ctx).await;
     assert_eq!(first.status, Status::Warn, "{}", first.summary);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(999)).await;
+    let early = check.run(&ctx).await;
+    assert_eq!(early.status, Status::Warn, "not stalled before 1 s: {}", early.summary);
+    tokio::time::advance(Duration::from_millis(101)).await;
     let second = check.run(&ctx).await;
     assert_eq!(second.status, Status::Crit, "{}", second.summary);
     assert!(
@@ -496,7 +499,7 @@ fn the_whole_procfs_fixture_names_the_worst_array_first() {
     let h = FixtureHost::kernel_6_18();
     h.write(
         "proc/mdstat",
-        &common::corpus_text("mdstat/procfs_fixture.txt"),
+        &crate::support::corpus_text("mdstat/procfs_fixture.txt"),
     );
     let (code, doc) = md_check(&h, None);
     assert_eq!(code, 2);

@@ -4,11 +4,10 @@
 //! must still show every event it had shown.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::time::Duration;
 
-use common::{Agent, Collector, FixtureHost, run, wait_for};
+use crate::support::{Agent, Collector, FixtureHost, run, wait_for};
 use serde_json::Value;
 
 fn zone<'a>(zones: &'a Value, az: &str) -> &'a Value {
@@ -254,7 +253,7 @@ fn nine_agents_three_azs_one_verdict_per_root_cause() {
 
 #[test]
 fn status_and_timeline_without_a_collector_exit_3() {
-    let port = common::free_port();
+    let port = crate::support::free_port();
     for cmd in ["status", "timeline"] {
         let out = run(&[cmd, "--collector", &format!("127.0.0.1:{port}")]);
         assert_eq!(out.status.code(), Some(3), "{cmd}");

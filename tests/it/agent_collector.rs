@@ -3,11 +3,10 @@
 //! other. Intervals are 1 s to keep the suite short.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Agent, Collector, FixtureHost, wait_for};
+use crate::support::{Agent, Collector, FixtureHost, wait_for};
 use hvprobe::pb;
 
 /// A healthy host, a host whose conntrack table is 80 % full, and one with a degraded RAID1.
@@ -496,7 +495,7 @@ fn systemd_notify_ready_watchdog_and_stopping() {
 
 #[test]
 fn unit_files_pass_systemd_analyze_verify() {
-    let analyze = common::require_bin("systemd-analyze", "systemd");
+    let analyze = crate::support::require_bin("systemd-analyze", "systemd");
     let dir = tempfile::tempdir().unwrap();
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
     let mut units = Vec::new();

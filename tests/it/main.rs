@@ -1,0 +1,18 @@
+//! Every integration test of hvprobe, in one binary (one link, one copy of the shared helpers): real
+//! binaries, real sockets, real DNS servers, real wireguard-go peers in network namespaces, and the corpus of
+//! real kernel data. `tests/run.sh` installs what they need; a missing prerequisite is a failure.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod agent_collector;
+mod cli_check;
+mod cli_md_raid;
+mod corpus_md_raid;
+mod corpus_proc;
+mod corpus_wireguard;
+mod dns_real_servers;
+mod fleet_correlation;
+mod oracle_node_exporter;
+mod rates_across_cycles;
+mod wireguard_real;
