@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::agent::config::AgentConfig;
+use crate::check::CheckConfig;
 use crate::check::CheckKind;
-use crate::check::registry::CheckConfig;
 pub use crate::collector::config::CollectorConfig;
 pub use crate::collector::correlate::CorrelationConfig;
 pub use crate::problems::Problems;

@@ -1,23 +1,20 @@
 //! hvprobe: a health probe for hypervisors.
 //!
 //! # Code map
-//! - [`check`]: the check framework ([`check::Check`], [`check::Outcome`], four-valued [`check::Status`]),
-//!   the registry naming every check, the runner (deadlines, panic isolation), one file per check.
-//! - [`host`]: [`host::HostRoot`], the only way checks reach `/proc`, `/sys`, `/etc`.
-//! - [`parse`]: shared defensive parsers for kernel text (PSI, `key value` files).
-//! - [`config`]: strict TOML configuration, validation with the key named.
-//! - [`identity`]: hostname, kernel, boot id, boot time.
-//! - [`diag`]: rendering of one-shot results (human, JSON, Nagios); the CLI prints what it returns.
-//! - [`wire`]: the only module that knows the generated protobuf types.
-//! - [`agent`]: the scheduled agent and its uplinks to the collectors (backoff, jitter, sd_notify).
-//! - [`collector`]: gRPC ingest, the state owner, the HTTP API and metrics.
-//! - [`report`]: one cycle of one host, as the agent sends it and the collector keeps it.
-//! - [`cli`]: argument parsing, subcommand dispatch, exit codes.
+//! Layers, top to bottom; each imports only from below (no circles).
+//! - [`cli`]: argument parsing, subcommand dispatch. [`config`]: the file, composing every section.
+//! - [`agent`] (schedule, uplinks) and [`collector`] (ingest, state owner, correlation, timeline, APIs).
+//! - [`diag`]: one-shot and fleet rendering; the CLI prints what it returns.
+//! - [`wire`]: domain ↔ protobuf by message family; each check maps its own details.
+//! - [`report`]: one cycle of one host. [`fleet`]: verdicts, zones and events as every reader sees them.
+//! - [`check`]: the framework, the one table of checks ([`check::registry`]), the runner, a folder per check.
+//! - [`identity`], [`host`], [`parse`], [`problems`], [`exit`], [`pb`], [`sdnotify`], [`util`]: the bottom.
 //!
 //! # Invariants
 //! - Checks do no I/O except through [`check::Context`] (files under the host root) or their own sockets.
 //! - A failed observation is data (UNKNOWN with a reason), never a crash or an early exit.
-//! - Only [`wire`] touches generated proto types; only [`diag`] and [`cli`] produce user-facing text.
+//! - Generated types live in [`pb`]; [`wire`] and each check's `wire.rs` convert them. Only [`diag`] and
+//!   [`cli`] (and the collector's HTTP layer) produce user-facing text.
 
 pub mod agent;
 pub mod check;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::check::registry::CheckConfig;
+use crate::check::CheckConfig;
 use crate::check::runner::{CheckReport, Runner};
 use crate::check::{CheckKind, Context, Mode, Status};
 use crate::problems::Problems;

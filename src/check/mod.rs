@@ -12,13 +12,26 @@
 //!   or an error that escapes the check. The [`runner`] backs this up for panics and timeouts.
 //! - Nothing starts as healthy: a check that has not observed reports UNKNOWN, never OK.
 
-pub mod conntrack;
-pub mod dns;
-pub mod md_raid;
-pub mod memory;
 pub mod registry;
 pub mod runner;
-pub mod wireguard;
+pub mod vm_cgroups;
+
+// The set of checks, declared once: each line names the check's folder and its `Spec`; the kind, config
+// and details enums and the wire mapping follow from this table (see `registry`).
+registry::registry! {
+    /// Memory and swap pressure.
+    Memory = "memory" => memory::Memory;
+    /// Conntrack table saturation.
+    Conntrack = "conntrack" => conntrack::Conntrack;
+    /// Linux software RAID.
+    MdRaid = "md-raid" => md_raid::MdRaid;
+    /// DNS resolution through every resolver.
+    Dns = "dns" => dns::Dns;
+    /// WireGuard peers.
+    Wireguard = "wireguard" => wireguard::Wireguard;
+    /// I/O pressure and saturated disks.
+    Io = "io" => io::Io;
+}
 
 use std::future::Future;
 use std::path::Path;
@@ -31,7 +44,7 @@ use crate::host::{HostRoot, ReadError};
 use crate::parse::ParseError;
 use crate::pb;
 
-pub use registry::{CheckConfig, CheckKind, Details, Spec};
+pub use registry::Spec;
 
 /// Health of a check; also of a host or a zone (the worst of its parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -2,9 +2,9 @@
 //!
 //! Each check is a folder (`src/check/<name>/`) with its configuration, parsers, verdict, the `run` that
 //! reads the host, its details and their protobuf mapping, and a unit type implementing [`Spec`] that hands
-//! those to the registry. The [`registry!`] table below lists every check once; the kind enum
-//! ([`CheckKind`]), the configuration enum ([`CheckConfig`]), the details enum ([`Details`]) and the wire
-//! mapping of kinds and details all follow from it. Adding a check is: its folder, one line here, and its
+//! those to the registry. The `registry!` table in `check/mod.rs` lists every check once; the kind enum
+//! (`CheckKind`), the configuration enum (`CheckConfig`), the details enum (`Details`) and the wire
+//! mapping of kinds and details all follow from it. Adding a check is: its folder, one line in that table, and its
 //! details message in the `.proto` (a `CHECK_KIND_*` value and a field of the `CheckResult.details` oneof,
 //! named like the table's variant).
 
@@ -14,8 +14,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Check, Perf};
-use crate::pb;
+use super::{Check, CheckKind, Perf};
 use crate::problems::Problems;
 
 /// What a check folder provides to the registry. Implemented by one unit type per check
@@ -42,10 +41,15 @@ pub trait Spec {
     fn from_pb(m: &Self::Pb) -> Self::Details;
 }
 
-/// Declares the set of checks: `Variant = "name" => folder::Spec;`, in display order. The variant name is
-/// also the name of the check's `CheckKind` value and of its `CheckResult.details` field in the `.proto`.
+/// Declares the set of checks, invoked once in `check/mod.rs`: `Variant = "name" => folder::Spec;`, in
+/// display order. It declares each folder's module and generates `CheckKind`, `CheckConfig` and
+/// `Details` with their wire mapping. The variant name is also the name of the check's `CheckKind` value
+/// and of its `CheckResult.details` field in the `.proto`.
 macro_rules! registry {
-    ($( $(#[doc = $doc:literal])* $Kind:ident = $name:literal => $spec:ty; )+) => {
+    ($( $(#[doc = $doc:literal])* $Kind:ident = $name:literal => $module:ident :: $spec:ident; )+) => {
+        $( pub mod $module; )+
+
+
         /// The stable names of the checks, as used on the CLI, in config (`kind = "…"`), JSON and the wire.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum CheckKind {
@@ -65,7 +69,7 @@ macro_rules! registry {
         /// The configuration of one check, by kind.
         #[derive(Debug, Clone, PartialEq)]
         pub enum CheckConfig {
-            $( $(#[doc = $doc])* $Kind(<$spec as Spec>::Config), )+
+            $( $(#[doc = $doc])* $Kind(<$module::$spec as $crate::check::registry::Spec>::Config), )+
         }
 
         impl CheckConfig {
@@ -87,62 +91,62 @@ macro_rules! registry {
 
             /// Whether the check runs.
             pub fn enabled(&self) -> bool {
-                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::enabled(c), )+ }
+                match self { $( CheckConfig::$Kind(c) => <$module::$spec as $crate::check::registry::Spec>::enabled(c), )+ }
             }
 
             /// Collects what is wrong with this configuration.
-            pub fn validate(&self, p: &mut Problems) {
-                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::validate(c, p), )+ }
+            pub fn validate(&self, p: &mut $crate::problems::Problems) {
+                match self { $( CheckConfig::$Kind(c) => <$module::$spec as $crate::check::registry::Spec>::validate(c, p), )+ }
             }
 
             /// A fresh check instance.
-            pub fn build(&self) -> Box<dyn Check> {
-                match self { $( CheckConfig::$Kind(c) => <$spec as Spec>::build(c), )+ }
+            pub fn build(&self) -> Box<dyn $crate::check::Check> {
+                match self { $( CheckConfig::$Kind(c) => <$module::$spec as $crate::check::registry::Spec>::build(c), )+ }
             }
         }
 
         /// Typed details of one check's observation. Serialized as the check's `details` object in JSON.
-        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         #[serde(untagged)]
         pub enum Details {
             /// No observation (the check is UNKNOWN, or had nothing to look at).
             None,
-            $( $(#[doc = $doc])* $Kind(<$spec as Spec>::Details), )+
+            $( $(#[doc = $doc])* $Kind(<$module::$spec as $crate::check::registry::Spec>::Details), )+
         }
 
         impl Details {
             /// Nagios performance data for these details.
-            pub fn perfdata(&self) -> Vec<Perf> {
+            pub fn perfdata(&self) -> Vec<$crate::check::Perf> {
                 match self {
                     Details::None => Vec::new(),
-                    $( Details::$Kind(d) => <$spec as Spec>::perfdata(d), )+
+                    $( Details::$Kind(d) => <$module::$spec as $crate::check::registry::Spec>::perfdata(d), )+
                 }
             }
 
             /// To the `CheckResult.details` oneof.
-            pub fn to_pb(&self) -> Option<pb::check_result::Details> {
+            pub fn to_pb(&self) -> Option<$crate::pb::check_result::Details> {
                 match self {
                     Details::None => None,
-                    $( Details::$Kind(d) => Some(pb::check_result::Details::$Kind(<$spec as Spec>::to_pb(d))), )+
+                    $( Details::$Kind(d) => Some($crate::pb::check_result::Details::$Kind(<$module::$spec as $crate::check::registry::Spec>::to_pb(d))), )+
                 }
             }
 
             /// From the `CheckResult.details` oneof.
-            pub fn from_pb(m: &pb::check_result::Details) -> Details {
-                match m { $( pb::check_result::Details::$Kind(d) => Details::$Kind(<$spec as Spec>::from_pb(d)), )+ }
+            pub fn from_pb(m: &$crate::pb::check_result::Details) -> Details {
+                match m { $( $crate::pb::check_result::Details::$Kind(d) => Details::$Kind(<$module::$spec as $crate::check::registry::Spec>::from_pb(d)), )+ }
             }
         }
 
         impl CheckKind {
             /// To the wire enum.
-            pub fn to_pb(self) -> pb::CheckKind {
-                match self { $( CheckKind::$Kind => pb::CheckKind::$Kind, )+ }
+            pub fn to_pb(self) -> $crate::pb::CheckKind {
+                match self { $( CheckKind::$Kind => $crate::pb::CheckKind::$Kind, )+ }
             }
 
             /// From the wire enum; `None` for a kind this build does not know (a newer agent's).
             pub fn from_pb(v: i32) -> Option<CheckKind> {
-                match pb::CheckKind::try_from(v) {
-                    $( Ok(pb::CheckKind::$Kind) => Some(CheckKind::$Kind), )+
+                match $crate::pb::CheckKind::try_from(v) {
+                    $( Ok($crate::pb::CheckKind::$Kind) => Some(CheckKind::$Kind), )+
                     _ => None,
                 }
             }
@@ -150,18 +154,7 @@ macro_rules! registry {
     };
 }
 
-registry! {
-    /// Memory and swap pressure.
-    Memory = "memory" => super::memory::Memory;
-    /// Conntrack table saturation.
-    Conntrack = "conntrack" => super::conntrack::Conntrack;
-    /// Linux software RAID.
-    MdRaid = "md-raid" => super::md_raid::MdRaid;
-    /// DNS resolution through every resolver.
-    Dns = "dns" => super::dns::Dns;
-    /// WireGuard peers.
-    Wireguard = "wireguard" => super::wireguard::Wireguard;
-}
+pub(crate) use registry;
 
 impl CheckKind {
     /// Names of all checks, for error messages.
@@ -203,6 +196,7 @@ impl FromStr for CheckKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::CheckConfig;
 
     #[test]
     fn names_round_trip() {

@@ -3,7 +3,6 @@
 //! other. Intervals are 1 s to keep the suite short.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::{Agent, Collector, FixtureHost, wait_for};

@@ -1,7 +1,6 @@
 //! `hvprobe check` end to end: the real binary against fixture hosts, asserting exit codes and JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use crate::support::{FixtureHost, check_of, json_of, run};
 
 /// A config with short windows so the suite stays fast (the window itself is exercised in
@@ -485,6 +484,21 @@ fn packaged_example_configs_are_valid() {
         }
     }
     assert!(seen > 0, "no example configs under packaging/");
+}
+
+/// The reference config names every check, so a new check cannot ship without its keys documented.
+#[test]
+fn the_reference_config_names_every_check() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hvprobe.toml"),
+    )
+    .unwrap();
+    for k in hvprobe::check::CheckKind::ALL {
+        assert!(
+            text.contains(&format!("kind = \"{k}\"")),
+            "packaging/hvprobe.toml lacks a [[check]] table for {k}"
+        );
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

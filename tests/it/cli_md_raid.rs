@@ -3,7 +3,6 @@
 //! and `/sys/block/mdN/md/*` one value per file (sync_completed in sectors = 2 x mdstat blocks).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::time::Duration;
 
 use crate::support::{FixtureHost, check_of, json_of, run};
@@ -472,7 +471,12 @@ async fn a_recovery_without_progress_stalls_in_agent_mode() {
     assert_eq!(first.status, Status::Warn, "{}", first.summary);
     tokio::time::advance(Duration::from_millis(999)).await;
     let early = check.run(&ctx).await;
-    assert_eq!(early.status, Status::Warn, "not stalled before 1 s: {}", early.summary);
+    assert_eq!(
+        early.status,
+        Status::Warn,
+        "not stalled before 1 s: {}",
+        early.summary
+    );
     tokio::time::advance(Duration::from_millis(101)).await;
     let second = check.run(&ctx).await;
     assert_eq!(second.status, Status::Crit, "{}", second.summary);

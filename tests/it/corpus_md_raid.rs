@@ -6,7 +6,6 @@
 //! why next to the comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 

@@ -3,7 +3,6 @@
 //! what Debian's node_exporter 1.5.0 and check_swap printed for the same input (`oracle/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::collections::HashMap;
 
 use crate::support::corpus_text;

@@ -3,13 +3,12 @@
 //! state and with wgctrl-go's expectations. Peers come in random order from wireguard-go: compared as sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::support::corpus_text;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use crate::support::corpus_text;
 use hvprobe::check::Status;
 use hvprobe::check::wireguard::uapi::{UapiError, parse};
 use hvprobe::check::wireguard::{

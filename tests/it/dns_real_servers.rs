@@ -4,7 +4,6 @@
 //! port 53.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

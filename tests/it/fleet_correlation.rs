@@ -4,7 +4,6 @@
 //! must still show every event it had shown.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::time::Duration;
 
 use crate::support::{Agent, Collector, FixtureHost, run, wait_for};

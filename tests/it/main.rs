@@ -7,6 +7,7 @@ mod support;
 
 mod agent_collector;
 mod cli_check;
+mod cli_io;
 mod cli_md_raid;
 mod corpus_md_raid;
 mod corpus_proc;
@@ -14,5 +15,6 @@ mod corpus_wireguard;
 mod dns_real_servers;
 mod fleet_correlation;
 mod oracle_node_exporter;
+mod proto_compat;
 mod rates_across_cycles;
 mod wireguard_real;

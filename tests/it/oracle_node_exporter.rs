@@ -7,12 +7,13 @@
 //! - unindented status lines (`pymdstat_15`): node_exporter rejects the file; hvprobe reads it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{ChildGuard, FixtureHost, corpus_text, free_port, http_get, require_bin, wait_for};
+use crate::support::{
+    ChildGuard, FixtureHost, corpus_text, free_port, http_get, require_bin, wait_for,
+};
 use hvprobe::check::md_raid::from_mdstat;
 use hvprobe::check::md_raid::mdstat::parse_mdstat;
 

@@ -1,7 +1,6 @@
 //! Agent mode: rates are computed across cycles, no check sleeps, and an OOM kill is held for a while.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use std::time::Duration;
 
 use crate::support::FixtureHost;
@@ -68,7 +67,11 @@ async fn memory_rates_and_oom_hold_across_cycles() {
 
     tokio::time::advance(Duration::from_millis(900)).await;
     let fourth_early = check.run(&c).await;
-    assert_eq!(fourth_early.status, Status::Crit, "0.9 s after the kill, still held");
+    assert_eq!(
+        fourth_early.status,
+        Status::Crit,
+        "0.9 s after the kill, still held"
+    );
     tokio::time::advance(Duration::from_millis(200)).await;
     let fourth = check.run(&c).await;
     assert_eq!(

@@ -3,7 +3,6 @@
 //! Everything (namespaces, processes, UAPI sockets) is removed when a test ends, passing or failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
-
 use crate::support::{Netns, WgGo, check_of, ifname, json_of, ns_sh, sh};
 
 /// Two wireguard-go interfaces, `a` (10.200.0.1) in `ns_a` and `b` (10.200.0.2) in `ns_b`, peered over a

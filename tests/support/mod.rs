@@ -59,6 +59,7 @@ impl FixtureHost {
             "proc/pressure/memory",
             "proc/pressure/cpu",
             "proc/pressure/io",
+            "proc/diskstats",
             "proc/net/stat/nf_conntrack",
             "proc/sys/net/netfilter/nf_conntrack_count",
             "proc/sys/net/netfilter/nf_conntrack_max",
