@@ -20,6 +20,8 @@ pub enum Scope {
     Az,
     /// Every AZ of a region.
     Region,
+    /// The collector itself (it lost several AZs at once: likely its own network).
+    Collector,
 }
 
 impl Scope {
@@ -29,6 +31,7 @@ impl Scope {
             Scope::Host => "host",
             Scope::Az => "az",
             Scope::Region => "region",
+            Scope::Collector => "collector",
         }
     }
 
@@ -38,6 +41,7 @@ impl Scope {
             "host" => Some(Scope::Host),
             "az" => Some(Scope::Az),
             "region" => Some(Scope::Region),
+            "collector" => Some(Scope::Collector),
             _ => None,
         }
     }
@@ -156,10 +160,12 @@ pub struct VerdictView {
     /// When it opened (RFC 3339 in JSON).
     #[serde(serialize_with = "crate::util::ser_rfc3339")]
     pub since: SystemTime,
-    /// AZ (null for a region verdict).
+    /// AZ (null for a region or collector verdict).
     pub az: Option<String>,
     /// Region.
     pub region: String,
+    /// The condition keeps coming and going: held open (flap damping) rather than opened and closed again.
+    pub flapping: bool,
 }
 
 /// One AZ in `GET /api/v1/zones`.
@@ -190,6 +196,10 @@ pub struct ZonesView {
     pub zones: Vec<ZoneView>,
     /// Region verdicts, listed once.
     pub region_verdicts: Vec<VerdictView>,
+    /// Verdicts about the collector itself (it lost several AZs at once).
+    pub collector_verdicts: Vec<VerdictView>,
+    /// Set while the collector's own ingest sheds or lags: no verdict is opened from staleness meanwhile.
+    pub ingest_degraded: Option<String>,
 }
 
 /// A host's status as the collector sees it: a check status, or stale.

@@ -345,6 +345,7 @@ mod tests {
                 hosts: vec!["hv-1".into()],
                 summary: "s".into(),
                 since: UNIX_EPOCH + Duration::from_secs(100),
+                flapping: false,
             };
             s.save_verdicts([v].iter()).unwrap();
         }

@@ -14,7 +14,8 @@ pub fn worst(z: &ZonesView) -> Status {
         z.zones
             .iter()
             .map(|z| z.status)
-            .chain(z.region_verdicts.iter().map(|v| v.status)),
+            .chain(z.region_verdicts.iter().map(|v| v.status))
+            .chain(z.collector_verdicts.iter().map(|v| v.status)),
     )
     .unwrap_or(Status::Ok)
 }
@@ -39,12 +40,13 @@ fn verdict_line(out: &mut String, v: &VerdictView, now: SystemTime) {
     };
     let _ = writeln!(
         out,
-        "  {:<7} {:<6} {:<12} {:>9}  {:>6}  {}",
+        "  {:<7} {:<6} {:<12} {:>9}  {:>6}  {}{}",
         v.status.label(),
         v.scope.as_str(),
         v.check,
         hosts,
         age(now, v.since),
+        if v.flapping { "[flapping] " } else { "" },
         v.summary
     );
 }
@@ -112,6 +114,18 @@ pub fn status_table(z: &ZonesView, now: SystemTime) -> String {
             verdict_line(&mut out, v, now);
         }
     }
+    if !z.collector_verdicts.is_empty() {
+        let _ = writeln!(out, "collector verdicts:");
+        for v in &z.collector_verdicts {
+            verdict_line(&mut out, v, now);
+        }
+    }
+    if let Some(why) = &z.ingest_degraded {
+        let _ = writeln!(
+            out,
+            "collector ingest degraded: {why} (no verdict is opened from silence meanwhile)"
+        );
+    }
     if z.zones.is_empty() {
         let _ = writeln!(out, "(no hosts known yet)");
     }
@@ -128,6 +142,7 @@ fn component(e: &Event) -> String {
         Scope::Host => e.host.clone().or_else(|| e.az.clone()),
         Scope::Az => e.az.clone(),
         Scope::Region => e.region.clone().or(Some("fleet".into())),
+        Scope::Collector => Some("collector".into()),
     }
     .unwrap_or_else(|| "-".into());
     match &e.check {
@@ -180,6 +195,7 @@ mod tests {
             since: t(0),
             az: Some("az1".into()),
             region: "eu".into(),
+            flapping: false,
         };
         let z = ZonesView {
             zones: vec![ZoneView {
@@ -201,6 +217,8 @@ mod tests {
                 }),
             }],
             region_verdicts: vec![],
+            collector_verdicts: vec![],
+            ingest_degraded: None,
         };
         let text = status_table(&z, t(720));
         let lines: Vec<&str> = text.lines().collect();
@@ -220,7 +238,9 @@ mod tests {
         assert_eq!(
             status_exit_code(&ZonesView {
                 zones: vec![],
-                region_verdicts: vec![]
+                region_verdicts: vec![],
+                collector_verdicts: vec![],
+                ingest_degraded: None,
             }),
             0
         );

@@ -10,12 +10,14 @@ fn scope_to_pb(s: Scope) -> pb::Scope {
         Scope::Host => pb::Scope::Host,
         Scope::Az => pb::Scope::Az,
         Scope::Region => pb::Scope::Region,
+        Scope::Collector => pb::Scope::Collector,
     }
 }
 
 fn scope_from_pb(v: i32) -> Scope {
     match pb::Scope::try_from(v) {
         Ok(pb::Scope::Region) => Scope::Region,
+        Ok(pb::Scope::Collector) => Scope::Collector,
         Ok(pb::Scope::Az) => Scope::Az,
         _ => Scope::Host,
     }
@@ -89,6 +91,7 @@ fn verdict_to_pb(v: &VerdictView) -> pb::VerdictMsg {
         since_unix_ms: unix_ms(v.since),
         az: v.az.clone(),
         region: v.region.clone(),
+        flapping: v.flapping,
     }
 }
 
@@ -102,6 +105,7 @@ fn verdict_from_pb(v: &pb::VerdictMsg) -> VerdictView {
         since: from_unix_ms(v.since_unix_ms),
         az: v.az.clone(),
         region: v.region.clone(),
+        flapping: v.flapping,
     }
 }
 
@@ -135,6 +139,8 @@ pub fn zones_to_pb(z: &ZonesView) -> pb::ZonesReply {
             })
             .collect(),
         region_verdicts: z.region_verdicts.iter().map(verdict_to_pb).collect(),
+        collector_verdicts: z.collector_verdicts.iter().map(verdict_to_pb).collect(),
+        ingest_degraded: z.ingest_degraded.clone(),
     }
 }
 
@@ -164,5 +170,7 @@ pub fn zones_from_pb(z: &pb::ZonesReply) -> ZonesView {
             })
             .collect(),
         region_verdicts: z.region_verdicts.iter().map(verdict_from_pb).collect(),
+        collector_verdicts: z.collector_verdicts.iter().map(verdict_from_pb).collect(),
+        ingest_degraded: z.ingest_degraded.clone(),
     }
 }

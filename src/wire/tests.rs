@@ -189,6 +189,7 @@ fn zones_and_events_round_trip() {
         since: t,
         az: Some("az1".into()),
         region: "eu".into(),
+        flapping: false,
     };
     let z = ZonesView {
         zones: vec![ZoneView {
@@ -212,8 +213,11 @@ fn zones_and_events_round_trip() {
         region_verdicts: vec![VerdictView {
             scope: Scope::Region,
             az: None,
+            flapping: true,
             ..v
         }],
+        collector_verdicts: vec![],
+        ingest_degraded: None,
     };
     assert_eq!(zones_from_pb(&zones_to_pb(&z)), z);
     for kind in [

@@ -3,9 +3,11 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::check::dns::{DnsDetails, DnsResult};
+use crate::check::Details;
+use crate::check::dns::{DnsDetails, DnsOutcome, DnsResult};
 use crate::check::md_raid::{MdRaidConfig, Observation, evaluate, mdstat::parse_mdstat, merge};
 use crate::check::runner::CheckReport;
+use crate::check::wireguard::PeerState;
 use crate::check::wireguard::{InterfaceInfo, PeerInfo, Source, WireguardDetails};
 use crate::check::{Outcome, UnknownReason};
 
@@ -153,7 +155,7 @@ fn az_wide_dns_failure_is_one_verdict_not_n() {
         "one good cycle is not enough"
     );
     let closed = cycle(&mut e, at(60), &good);
-    assert_eq!(closed.len(), 1);
+    assert_eq!(closed.len(), 1, "{closed:#?}");
     assert_eq!(closed[0].kind, EventKind::VerdictClosed);
 }
 
@@ -463,10 +465,31 @@ fn a_dead_wireguard_host_seen_by_all_its_peers_is_one_verdict() {
 }
 
 #[test]
-fn a_flapping_check_opens_no_verdict() {
+fn a_single_flicker_never_alerts() {
     let mut e = engine();
     let mut events = Vec::new();
     for i in 0..20 {
+        let d = if i == 7 {
+            dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+        } else {
+            dns_ok()
+        };
+        events.extend(cycle(
+            &mut e,
+            at(i * 10),
+            &[report("hv-1", "az1", "b1", vec![d])],
+        ));
+    }
+    assert!(events.is_empty(), "{events:#?}");
+}
+
+/// Issue 10: a check alternating every cycle is one flapping verdict, held open while it flaps and closed
+/// once it has been quiet for the flap window — never a string of open/close events.
+#[test]
+fn a_check_alternating_every_cycle_is_one_flapping_verdict() {
+    let mut e = engine();
+    let mut events = Vec::new();
+    for i in 0..40 {
         let d = if i % 2 == 0 {
             dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
         } else {
@@ -478,7 +501,65 @@ fn a_flapping_check_opens_no_verdict() {
             &[report("hv-1", "az1", "b1", vec![d])],
         ));
     }
-    assert!(opened(&events).is_empty(), "{events:#?}");
+    let o = opened(&events);
+    assert_eq!(o.len(), 1, "{events:#?}");
+    assert!(
+        o[0].summary.starts_with("flapping: dns CRIT on hv-1"),
+        "{}",
+        o[0].summary
+    );
+    assert!(
+        events.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "{events:#?}"
+    );
+    assert!(e.zones(None).zones[0].verdicts[0].flapping);
+    // Quiet: OK for two cycles is not enough while it flapped; OK for the flap window (300 s) is.
+    let ok = [report("hv-1", "az1", "b1", vec![dns_ok()])];
+    let quiet = cycles(&mut e, 400, 25, &ok);
+    assert!(
+        quiet.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "{quiet:#?}"
+    );
+    let end = cycles(&mut e, 650, 6, &ok);
+    let closed: Vec<&Event> = end
+        .iter()
+        .filter(|x| x.kind == EventKind::VerdictClosed)
+        .collect();
+    assert_eq!(closed.len(), 1, "{end:#?}");
+    assert_eq!(e.verdicts().count(), 0);
+}
+
+/// Issue 10, the reported case: 2 cycles CRIT / 2 cycles OK at a 1 s interval for 20 s opened and closed 5
+/// verdicts. Now: the first episode may open and close once; then it is one flapping verdict.
+#[test]
+fn two_crit_two_ok_for_twenty_seconds_is_one_flapping_verdict() {
+    let mut e = engine();
+    let mut events = Vec::new();
+    let mut r = report("hv-1", "az1", "b1", vec![]);
+    r.interval = Duration::from_secs(1);
+    for i in 0..20u64 {
+        let d = if i % 4 < 2 {
+            dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+        } else {
+            dns_ok()
+        };
+        let mut ri = r.clone();
+        ri.checks = vec![d];
+        events.extend(e.observe(at(i), &ri));
+        events.extend(e.tick(at(i) + Duration::from_millis(500)));
+    }
+    let o = opened(&events);
+    let closed = events
+        .iter()
+        .filter(|x| x.kind == EventKind::VerdictClosed)
+        .count();
+    assert!(o.len() <= 2 && closed <= 1, "{events:#?}");
+    assert_eq!(e.verdicts().count(), 1);
+    assert!(
+        e.verdicts().all(|v| v.flapping),
+        "{:#?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -597,5 +678,287 @@ fn a_host_verdict_closed_by_silence_says_so() {
             .starts_with("no data (hosts stale), not recovered: dns CRIT on hv-1"),
         "{}",
         closed[0].summary
+    );
+}
+
+fn conntrack(status: Status) -> CheckReport {
+    check(
+        CheckKind::Conntrack,
+        status,
+        if status == Status::Ok {
+            "10/1000 entries (1.0%)"
+        } else {
+            "table 95.0% full >= 90%"
+        },
+        Details::None,
+    )
+}
+
+fn kinds(events: &[Event]) -> Vec<(EventKind, Scope, Option<String>)> {
+    events
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.kind,
+                EventKind::VerdictOpened | EventKind::VerdictChanged | EventKind::VerdictClosed
+            )
+        })
+        .map(|x| (x.kind, x.scope, x.host.clone()))
+        .collect()
+}
+
+/// Issue 10: conntrack saturated 2 hosts (2 host verdicts), then spread to 6 of 8: one AZ verdict that
+/// folds them with one `verdict-changed` (no `closed` that reads as recovery), keeping the earliest `since`;
+/// then it shrank back to one host: after its settle time the AZ verdict gives way to one host verdict
+/// (its own `since`); then that host recovers and the verdict closes.
+#[test]
+fn a_fault_spreading_and_shrinking_folds_and_unfolds() {
+    let mut e = engine();
+    let fleet = |bad: &[usize]| -> Vec<HostReport> {
+        (0..8)
+            .map(|i| {
+                let s = if bad.contains(&i) {
+                    Status::Crit
+                } else {
+                    Status::Ok
+                };
+                report(&format!("hv-{i}"), "az1", "b1", vec![conntrack(s)])
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 2, &fleet(&[]));
+    let ev = cycles(&mut e, 20, 4, &fleet(&[1, 2]));
+    assert_eq!(
+        kinds(&ev),
+        [
+            (EventKind::VerdictOpened, Scope::Host, Some("hv-1".into())),
+            (EventKind::VerdictOpened, Scope::Host, Some("hv-2".into()))
+        ]
+    );
+    let first_since = e.verdicts().map(|v| v.since).min().unwrap();
+    let ev = cycles(&mut e, 60, 4, &fleet(&[1, 2, 3, 4, 5, 6]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictChanged, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    assert!(ev[0].summary.starts_with("escalated to az scope, folding host verdict on hv-1, host verdict on hv-2: conntrack CRIT on 3/8 hosts of az1 (AZ-wide)"), "{}", ev[0].summary);
+    let vs: Vec<&Verdict> = e.verdicts().collect();
+    assert_eq!(vs.len(), 1);
+    assert_eq!(
+        vs[0].since, first_since,
+        "the AZ verdict keeps the earliest since"
+    );
+    assert_eq!(vs[0].hosts.len(), 6);
+    // Shrinks to hv-4 alone; hv-4's own condition began at 60.
+    let ev = cycles(&mut e, 100, 4, &fleet(&[4]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictChanged, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter().any(|x| x
+            .summary
+            .starts_with("de-escalated: no longer az-wide, still failing: host verdict on hv-4")),
+        "{ev:#?}"
+    );
+    let vs: Vec<&Verdict> = e.verdicts().collect();
+    assert_eq!(
+        (vs.len(), vs[0].scope, vs[0].hosts.clone()),
+        (1, Scope::Host, vec!["hv-4".to_owned()])
+    );
+    assert_eq!(vs[0].since, at(60), "the host keeps its own since");
+    let ev = cycles(&mut e, 140, 3, &fleet(&[]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictClosed, Scope::Host, Some("hv-4".into()))]
+    );
+    assert_eq!(e.verdicts().count(), 0);
+}
+
+/// Issue 10: 2 hosts' local resolvers down (2 host verdicts), then the AZ recursor dies: one AZ DNS verdict
+/// folding the two, not three alerts.
+#[test]
+fn local_resolvers_then_the_az_recursor_is_one_az_verdict() {
+    let mut e = engine();
+    let fleet = |recursor_dead: bool| -> Vec<HostReport> {
+        (0..8)
+            .map(|i| {
+                let d = if i < 2 {
+                    dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)
+                } else if recursor_dead {
+                    dns(Status::Crit, "10.0.0.53:53", DnsOutcome::Servfail)
+                } else {
+                    dns_ok()
+                };
+                report(&format!("hv-{i}"), "az1", "b1", vec![d])
+            })
+            .collect()
+    };
+    let ev = cycles(&mut e, 0, 4, &fleet(false));
+    assert_eq!(opened(&ev).len(), 2);
+    let ev = cycles(&mut e, 40, 4, &fleet(true));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictChanged, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    let vs: Vec<&Verdict> = e.verdicts().collect();
+    assert_eq!((vs.len(), vs[0].hosts.len()), (1, 8), "{vs:#?}");
+    assert!(
+        vs[0].summary.contains("AZ recursor or upstream"),
+        "{}",
+        vs[0].summary
+    );
+}
+
+/// Issue 10, the power cut: an AZ goes silent (one unreachable verdict), every host comes back with a new
+/// boot id (the verdict closes, one `rebooted`), three resync RAID (one AZ md-raid verdict), then the arrays
+/// are in sync (the md-raid verdict closes, listing no OK host meanwhile) and one `recovered`.
+#[test]
+fn a_power_cut_opens_and_closes_every_verdict() {
+    let mut e = engine();
+    let clean = "md0 : active raid1 a[0] b[1]\n  100 blocks [2/2] [UU]\n";
+    let resync = "md0 : active raid1 a[0] b[1]\n  100 blocks [2/2] [UU]\n  [=>..]  resync = 8.5% (8/100) finish=37.0min speed=1000K/sec\n";
+    let fleet = |boot: &str, syncing: &[usize]| -> Vec<HostReport> {
+        (0..8)
+            .map(|i| {
+                let md = if syncing.contains(&i) {
+                    md_check(resync)
+                } else {
+                    md_check(clean)
+                };
+                report(&format!("hv-{i}"), "az1", boot, vec![md, dns_ok()])
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 3, &fleet("boot-1", &[]));
+    // Power cut: silence.
+    let mut ev = Vec::new();
+    for t in (30..120).step_by(10) {
+        ev.extend(e.tick(at(t)));
+    }
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictOpened, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    assert!(
+        e.verdicts()
+            .all(|v| v.check == "reachability" && v.hosts.len() == 8)
+    );
+    // Power back: every host reports with a new boot id; three resync their arrays.
+    let ev = cycles(&mut e, 200, 4, &fleet("boot-2", &[2, 3, 4]));
+    assert_eq!(
+        ev.iter().filter(|x| x.kind == EventKind::Rebooted).count(),
+        1,
+        "{ev:#?}"
+    );
+    assert_eq!(
+        ev.iter().filter(|x| x.kind == EventKind::HostBack).count(),
+        8
+    );
+    assert!(
+        ev.iter()
+            .any(|x| x.kind == EventKind::VerdictClosed
+                && x.check.as_deref() == Some("reachability")),
+        "{ev:#?}"
+    );
+    let md: Vec<&Verdict> = e.verdicts().filter(|v| v.check == "md-raid").collect();
+    assert_eq!(md.len(), 1, "{:#?}", e.verdicts().collect::<Vec<_>>());
+    assert_eq!((md[0].scope, md[0].hosts.len()), (Scope::Az, 3));
+    assert_eq!(
+        e.verdicts().count(),
+        1,
+        "reachability closed, only md-raid open"
+    );
+    // Two hosts finish: the verdict shrinks (never lists a host that reports OK after close-after-cycles).
+    let ev = cycles(&mut e, 240, 2, &fleet("boot-2", &[4]));
+    let md: Vec<&Verdict> = e.verdicts().filter(|v| v.check == "md-raid").collect();
+    assert!(md.iter().all(|v| v.hosts == ["hv-4"]), "{md:#?} {ev:#?}");
+    // All in sync: the md-raid verdict closes, and the AZ recovered.
+    let ev = cycles(&mut e, 300, 4, &fleet("boot-2", &[]));
+    assert!(ev.iter().any(|x| x.kind == EventKind::Recovered), "{ev:#?}");
+    assert_eq!(
+        e.verdicts().count(),
+        0,
+        "{:#?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
+    assert!(e.zones(None).zones[0].reboot.is_none());
+}
+
+/// Issue 10: one agent announcing `interval_secs = 3600` must not hold an AZ verdict back for an hour.
+#[test]
+fn one_slow_agent_does_not_delay_the_az_verdict() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = (0..6)
+        .map(|i| {
+            let mut r = report(
+                &format!("hv-{i}"),
+                "az1",
+                "b1",
+                vec![conntrack(Status::Crit)],
+            );
+            if i == 0 {
+                r.interval = Duration::from_secs(3600);
+            }
+            r
+        })
+        .collect();
+    let ev = cycles(&mut e, 0, 5, &fleet);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{ev:#?}");
+    assert_eq!(o[0].scope, Scope::Az);
+    assert!(o[0].at <= at(40), "opened at {:?}", o[0].at);
+}
+
+/// Issue 10: hosts of two AZs going stale together are the collector cut off, one verdict about itself;
+/// while ingest sheds, silence opens nothing.
+#[test]
+fn several_azs_silent_at_once_is_the_collector_and_shedding_opens_nothing() {
+    let mut e = engine();
+    let fleet: Vec<HostReport> = ["az1", "az2", "az3"]
+        .iter()
+        .flat_map(|az| {
+            (0..4).map(move |i| report(&format!("{az}-hv{i}"), az, "b1", vec![dns_ok()]))
+        })
+        .collect();
+    cycles(&mut e, 0, 3, &fleet);
+    // az1 and az2 go silent at once; az3 keeps reporting.
+    let az3: Vec<HostReport> = fleet[8..].to_vec();
+    let ev = cycles(&mut e, 30, 8, &az3);
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{ev:#?}");
+    assert_eq!(o[0].scope, Scope::Collector);
+    assert!(
+        o[0].summary
+            .starts_with("this collector lost 2 AZs at once (az1, az2): 8 hosts silent"),
+        "{}",
+        o[0].summary
+    );
+    assert_eq!(e.zones(None).collector_verdicts.len(), 1);
+    // They come back: closed.
+    let ev = cycles(&mut e, 120, 2, &fleet);
+    assert!(
+        ev.iter()
+            .any(|x| x.kind == EventKind::VerdictClosed && x.scope == Scope::Collector),
+        "{ev:#?}"
+    );
+    // Shedding: the same silence opens nothing, and the zones view says why.
+    e.set_ingest_degraded(Some("shedding load".into()));
+    let ev = cycles(&mut e, 200, 8, &az3);
+    assert!(opened(&ev).is_empty(), "{ev:#?}");
+    assert_eq!(
+        e.zones(None).ingest_degraded.as_deref(),
+        Some("shedding load")
+    );
+    e.set_ingest_degraded(None);
+    let ev = cycles(&mut e, 300, 3, &az3);
+    assert_eq!(
+        opened(&ev).len(),
+        1,
+        "once ingest is healthy the silence counts: {ev:#?}"
     );
 }
