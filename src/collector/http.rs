@@ -238,7 +238,7 @@ fn render_metrics(s: &State, stats: &IngestStats) -> String {
             ("{reason=\"shed\"}".into(), r(&stats.shed)),
         ],
     );
-    let counts = s.counts_by_az(now);
+    let counts = s.counts_by_az();
     let mut azs: Vec<&String> = counts.keys().map(|(az, _)| az).collect();
     azs.dedup();
     let mut samples = Vec::new();
@@ -290,6 +290,23 @@ fn render_metrics(s: &State, stats: &IngestStats) -> String {
         "gauge",
         "Open verdicts by scope and check.",
         &samples,
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_ingest_degraded",
+        "gauge",
+        "1 while this collector sheds or lags: it then opens no verdict from staleness.",
+        &[(
+            String::new(),
+            f64::from(u8::from(s.engine.ingest_degraded().is_some())),
+        )],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_inbox_depth",
+        "gauge",
+        "Commands waiting for the state owner at the latest tick.",
+        &[(String::new(), s.inbox_depth as f64)],
     );
     family(
         &mut out,

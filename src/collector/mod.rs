@@ -107,9 +107,12 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             return 1;
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(8192);
+    const INBOX: usize = 8192;
+    let (tx, rx) = tokio::sync::mpsc::channel(INBOX);
     let handle = state::Handle { tx };
-    let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store));
+    let stats = Arc::new(state::IngestStats::default());
+    let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store))
+        .with_stats(stats.clone(), INBOX);
     let events_tx = owner_state.events_tx.clone();
     let owner = match state::spawn(owner_state, rx) {
         Ok(t) => t,
@@ -133,7 +136,6 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         })
     };
     let query = query::QueryService::new(handle.clone(), db.clone(), events_tx);
-    let stats = Arc::new(state::IngestStats::default());
     let ingest = ingest::IngestService::new(
         handle.clone(),
         stats.clone(),

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,14 +44,10 @@ pub struct HostEntry {
 }
 
 impl HostEntry {
-    /// Stale when silent for `intervals` of its own interval.
-    pub fn is_stale(&self, now: Instant, intervals: u32) -> bool {
-        now.saturating_duration_since(self.last_seen_at) > self.report.interval * intervals
-    }
-
-    /// The host's status at `now`.
-    pub fn status(&self, now: Instant, intervals: u32) -> HostStatus {
-        if self.is_stale(now, intervals) {
+    /// The host's status, given whether the engine holds it stale. Staleness has one source, the engine's
+    /// timer, so the host API, the zones, the metrics and the timeline always agree.
+    pub fn status(&self, stale: bool) -> HostStatus {
+        if stale {
             HostStatus::Stale
         } else {
             HostStatus::of(self.report.status())
@@ -141,6 +138,15 @@ pub struct State {
     pub events_tx: broadcast::Sender<Event>,
     /// Event batches the disk refused (kept and retried).
     pub event_write_errors: u64,
+    /// Ingest counters (shared with the ingest layer), to see load being shed.
+    stats: Option<Arc<IngestStats>>,
+    /// Shed reports seen at the last tick, and when the latest shedding was seen.
+    shed_seen: u64,
+    shed_at: Option<Instant>,
+    /// Commands waiting in the owner's inbox at the latest tick.
+    pub inbox_depth: usize,
+    /// The inbox's capacity.
+    pub inbox_capacity: usize,
 }
 
 impl State {
@@ -159,7 +165,45 @@ impl State {
             store,
             events_tx: broadcast::channel(4096).0,
             event_write_errors: 0,
+            stats: None,
+            shed_seen: 0,
+            shed_at: None,
+            inbox_depth: 0,
+            inbox_capacity: 0,
         }
+    }
+
+    /// Watches the ingest layer's counters (to know when the collector itself sheds load).
+    pub fn with_stats(mut self, stats: Arc<IngestStats>, inbox_capacity: usize) -> State {
+        self.stats = Some(stats);
+        self.inbox_capacity = inbox_capacity;
+        self
+    }
+
+    /// Whether this collector's own ingest is degraded now: it shed reports within the last 30 s, or its
+    /// inbox is more than half full. Then no verdict opens from staleness (the monitor doubts itself).
+    fn ingest_health(&mut self, now: Instant) -> Option<String> {
+        let shed = self
+            .stats
+            .as_ref()
+            .map_or(0, |s| s.shed.load(Ordering::Relaxed) + s.rejected_capacity.load(Ordering::Relaxed));
+        if shed > self.shed_seen {
+            self.shed_seen = shed;
+            self.shed_at = Some(now);
+        }
+        if self
+            .shed_at
+            .is_some_and(|t| now.saturating_duration_since(t) <= Duration::from_secs(30))
+        {
+            return Some("this collector shed agent reports in the last 30 s".into());
+        }
+        if self.inbox_capacity > 0 && self.inbox_depth * 2 > self.inbox_capacity {
+            return Some(format!(
+                "this collector lags: {} of {} inbox slots taken",
+                self.inbox_depth, self.inbox_capacity
+            ));
+        }
+        None
     }
 
     /// Writes events, then (and only then) makes them visible to watchers; keeps the open verdicts and
@@ -293,6 +337,13 @@ impl State {
         self.reporting_streams.len()
     }
 
+    /// A tick at `now` (tests drive time).
+    #[cfg(test)]
+    fn handle_tick_at(&mut self, now: SystemTime) {
+        let events = self.engine.tick(now);
+        self.publish(events, None);
+    }
+
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::StreamOpened { stream, peer } => {
@@ -317,6 +368,8 @@ impl State {
             }
             Cmd::Query(f) => f(self),
             Cmd::Tick => {
+                let degraded = self.ingest_health(Instant::now());
+                self.engine.set_ingest_degraded(degraded);
                 let events = self.engine.tick(SystemTime::now());
                 self.publish(events, None);
             }
@@ -327,6 +380,9 @@ impl State {
 /// Runs the owner until every sender is gone.
 pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
     while let Some(cmd) = rx.recv().await {
+        if matches!(cmd, Cmd::Tick) {
+            state.inbox_depth = rx.len();
+        }
         state.handle(cmd);
     }
 }
@@ -422,7 +478,7 @@ impl State {
             host_id: r.host_id.clone(),
             az: r.az.clone(),
             region: r.region.clone(),
-            status: h.status(now, self.stale_after_intervals),
+            status: h.status(self.is_stale(&r.host_id)),
             last_seen: rfc3339(h.last_seen),
             age_secs: now.saturating_duration_since(h.last_seen_at).as_secs(),
             boot_id: r.boot_id.clone(),
@@ -442,13 +498,18 @@ impl State {
         }
     }
 
-    /// Hosts per (AZ, status) at `now`.
-    pub fn counts_by_az(&self, now: Instant) -> BTreeMap<(String, HostStatus), usize> {
+    /// Whether the engine holds a host stale.
+    pub fn is_stale(&self, host: &str) -> bool {
+        self.engine.is_stale(host).unwrap_or(false)
+    }
+
+    /// Hosts per (AZ, status).
+    pub fn counts_by_az(&self) -> BTreeMap<(String, HostStatus), usize> {
         let mut m = BTreeMap::new();
         for h in self.hosts.values() {
             *m.entry((
                 h.report.az.clone(),
-                h.status(now, self.stale_after_intervals),
+                h.status(self.is_stale(&h.report.host_id)),
             ))
             .or_insert(0) += 1;
         }
@@ -486,13 +547,17 @@ mod tests {
         let mut s = state();
         let t0 = Instant::now();
         s.apply(1, report("hv1", 10), t0);
-        let h = &s.hosts["hv1"];
+        let now = SystemTime::now();
+        s.handle_tick_at(now + Duration::from_secs(29));
+        let summary = |s: &State| s.summary(&s.hosts["hv1"], t0).status;
+        assert_eq!(summary(&s), HostStatus::Unknown, "no checks yet");
+        s.handle_tick_at(now + Duration::from_secs(31));
+        assert_eq!(summary(&s), HostStatus::Stale);
         assert_eq!(
-            h.status(t0 + Duration::from_secs(30), 3),
-            HostStatus::Unknown,
-            "no checks yet"
+            s.counts_by_az().get(&("az1".to_owned(), HostStatus::Stale)),
+            Some(&1),
+            "the metrics agree with the host API"
         );
-        assert_eq!(h.status(t0 + Duration::from_secs(31), 3), HostStatus::Stale);
     }
 
     #[test]

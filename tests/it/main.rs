@@ -17,4 +17,5 @@ mod fleet_correlation;
 mod oracle_node_exporter;
 mod proto_compat;
 mod rates_across_cycles;
+mod scenarios;
 mod wireguard_real;

@@ -285,7 +285,7 @@ impl Engine {
         let warming = self.warm_until.is_some_and(|w| now < w);
         let mut events = Vec::new();
         for old in orphans.iter().filter(|o| !taken.contains(&o.key)) {
-            if warming {
+            if warming && self.restored.contains(&old.key) {
                 next.insert(old.key.clone(), old.clone());
                 continue;
             }

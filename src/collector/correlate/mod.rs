@@ -33,7 +33,7 @@ mod props;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
@@ -128,6 +128,8 @@ pub struct Engine {
     last_recompute: Option<SystemTime>,
     /// Verdicts restored from storage are not closed before this time (their hosts must report first).
     warm_until: Option<SystemTime>,
+    /// The keys of the verdicts restored from storage (only these are held while warming up).
+    restored: BTreeSet<String>,
 }
 
 /// Whether a resolver (`127.0.0.1:53`, `[::1]:53`, `[fe80::1%eth0]:53`) is on this host.
@@ -160,6 +162,7 @@ impl Engine {
             min_gap: Duration::ZERO,
             last_recompute: None,
             warm_until: None,
+            restored: BTreeSet::new(),
         }
     }
 
@@ -205,7 +208,11 @@ impl Engine {
             now + longest.saturating_mul(self.stale_after_intervals + self.cfg.open_after_cycles),
         );
         for v in verdicts {
+            self.restored.insert(v.key.clone());
             self.verdicts.insert(v.key.clone(), v);
+        }
+        if self.restored.is_empty() {
+            self.warm_until = None;
         }
     }
 
@@ -335,6 +342,7 @@ impl Engine {
         }
         if self.warm_until.is_some_and(|w| now >= w) {
             self.warm_until = None;
+            self.restored.clear();
             self.dirty = true;
         }
         if self.dirty

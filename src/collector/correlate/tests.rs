@@ -962,3 +962,16 @@ fn several_azs_silent_at_once_is_the_collector_and_shedding_opens_nothing() {
         "once ingest is healthy the silence counts: {ev:#?}"
     );
 }
+
+/// Issue 10 regression: a collector that started with an empty database held every verdict open for its
+/// first 50 s (the warm-up meant for restored verdicts applied to all). Only restored verdicts wait.
+#[test]
+fn a_fresh_collector_closes_verdicts_at_once() {
+    let mut e = engine();
+    e.restore(at(0), Vec::new(), Vec::new());
+    let bad = [report("hv-1", "az1", "b1", vec![conntrack(Status::Crit)])];
+    let ok = [report("hv-1", "az1", "b1", vec![conntrack(Status::Ok)])];
+    assert_eq!(opened(&cycles(&mut e, 0, 3, &bad)).len(), 1);
+    let ev = cycles(&mut e, 30, 2, &ok);
+    assert!(ev.iter().any(|x| x.kind == EventKind::VerdictClosed), "{ev:#?}");
+}
