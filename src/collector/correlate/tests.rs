@@ -967,11 +967,12 @@ fn several_azs_silent_at_once_is_the_collector_and_shedding_opens_nothing() {
 /// first 50 s (the warm-up meant for restored verdicts applied to all). Only restored verdicts wait.
 #[test]
 fn a_fresh_collector_closes_verdicts_at_once() {
-    let mut e = engine();
+    // stale-after-intervals = 10: the old warm-up would have held verdicts for 120 s.
+    let mut e = Engine::new(CorrelationConfig::default(), 10);
     e.restore(at(0), Vec::new(), Vec::new());
     let bad = [report("hv-1", "az1", "b1", vec![conntrack(Status::Crit)])];
     let ok = [report("hv-1", "az1", "b1", vec![conntrack(Status::Ok)])];
-    assert_eq!(opened(&cycles(&mut e, 0, 3, &bad)).len(), 1);
-    let ev = cycles(&mut e, 30, 2, &ok);
+    assert_eq!(opened(&cycles(&mut e, 0, 4, &bad)).len(), 1);
+    let ev = cycles(&mut e, 40, 2, &ok);
     assert!(ev.iter().any(|x| x.kind == EventKind::VerdictClosed), "{ev:#?}");
 }
