@@ -183,10 +183,9 @@ impl State {
     /// Whether this collector's own ingest is degraded now: it shed reports within the last 30 s, or its
     /// inbox is more than half full. Then no verdict opens from staleness (the monitor doubts itself).
     fn ingest_health(&mut self, now: Instant) -> Option<String> {
-        let shed = self
-            .stats
-            .as_ref()
-            .map_or(0, |s| s.shed.load(Ordering::Relaxed) + s.rejected_capacity.load(Ordering::Relaxed));
+        let shed = self.stats.as_ref().map_or(0, |s| {
+            s.shed.load(Ordering::Relaxed) + s.rejected_capacity.load(Ordering::Relaxed)
+        });
         if shed > self.shed_seen {
             self.shed_seen = shed;
             self.shed_at = Some(now);

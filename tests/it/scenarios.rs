@@ -77,7 +77,11 @@ fn verdicts(c: &Collector, az: &str) -> Vec<Value> {
 
 fn verdict_events(ev: &[Value]) -> Vec<String> {
     ev.iter()
-        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("verdict-")))
+        .filter(|e| {
+            e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("verdict-"))
+        })
         .map(|e| {
             format!(
                 "{} {} {}",
@@ -113,7 +117,9 @@ fn a_power_cut_opens_and_closes_every_verdict() {
     }
     wait(&c, "one unreachable verdict", 20, || {
         let v = verdicts(&c, "az1");
-        v.len() == 1 && v[0]["check"] == "reachability" && v[0]["hosts"].as_array().map(Vec::len) == Some(N)
+        v.len() == 1
+            && v[0]["check"] == "reachability"
+            && v[0]["hosts"].as_array().map(Vec::len) == Some(N)
     });
     // Power back: new boot ids; three hosts resync their RAID.
     for (i, h) in az.hosts.iter().enumerate() {
@@ -123,13 +129,18 @@ fn a_power_cut_opens_and_closes_every_verdict() {
         }
     }
     az.start_agents(&c);
-    wait(&c, "reachability closed, one AZ md-raid verdict", 30, || {
-        let v = verdicts(&c, "az1");
-        v.len() == 1
-            && v[0]["check"] == "md-raid"
-            && v[0]["scope"] == "az"
-            && v[0]["hosts"].as_array().map(Vec::len) == Some(3)
-    });
+    wait(
+        &c,
+        "reachability closed, one AZ md-raid verdict",
+        30,
+        || {
+            let v = verdicts(&c, "az1");
+            v.len() == 1
+                && v[0]["check"] == "md-raid"
+                && v[0]["scope"] == "az"
+                && v[0]["hosts"].as_array().map(Vec::len) == Some(3)
+        },
+    );
     let z = c.get("/api/v1/zones?az=az1");
     assert_eq!(z["zones"][0]["reboot"]["raid_rebuilding"], 3, "{z}");
     // The arrays are in sync again: the md-raid verdict closes and the AZ recovered.
@@ -137,12 +148,16 @@ fn a_power_cut_opens_and_closes_every_verdict() {
         h.write("proc/mdstat", MD_CLEAN);
     }
     wait(&c, "every verdict closed, recovered", 30, || {
-        verdicts(&c, "az1").is_empty()
-            && events(&c, "az1").iter().any(|e| e["kind"] == "recovered")
+        verdicts(&c, "az1").is_empty() && events(&c, "az1").iter().any(|e| e["kind"] == "recovered")
     });
     let ev = events(&c, "az1");
     let kinds: Vec<&str> = ev.iter().filter_map(|e| e["kind"].as_str()).collect();
-    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("no {k}: {kinds:?}"));
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k}: {kinds:?}"))
+    };
     assert_eq!(
         verdict_events(&ev),
         [
@@ -159,13 +174,31 @@ fn a_power_cut_opens_and_closes_every_verdict() {
     assert!(pos("host-stale") < pos("host-back") && pos("rebooted") < pos("recovered"));
     let z = c.get("/api/v1/zones?az=az1");
     assert_eq!(
-        (z["zones"][0]["reporting"].as_u64(), z["zones"][0]["stale"].as_u64()),
+        (
+            z["zones"][0]["reporting"].as_u64(),
+            z["zones"][0]["stale"].as_u64()
+        ),
         (Some(N as u64), Some(0))
     );
     assert!(z["zones"][0]["reboot"].is_null(), "{z}");
     // The host API and the metrics agree with the zones view.
-    assert!(c.hosts().iter().all(|h| h["status"] == "ok"), "{:?}", c.hosts());
-    assert_eq!(c.metric("hvprobe_collector_hosts{az=\"az1\",status=\"stale\"}"), Some(0.0));
+    assert!(
+        c.hosts().iter().all(|h| h["status"] == "ok"),
+        "{:?}",
+        c.hosts()
+    );
+    // The timeline as an operator reads it (shown with --nocapture).
+    let md = crate::support::run(&["timeline", "--collector", &c.grpc, "--az", "az1"]);
+    let md = String::from_utf8_lossy(&md.stdout).to_string();
+    assert!(
+        md.contains("| az | az1/reachability | verdict closed (crit -> ok): closed, the hosts report again (was: az1 unreachable: 8/8 hosts silent"),
+        "{md}"
+    );
+    eprintln!("{md}");
+    assert_eq!(
+        c.metric("hvprobe_collector_hosts{az=\"az1\",status=\"stale\"}"),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -194,7 +227,11 @@ fn a_fault_that_spreads_folds_and_one_that_shrinks_unfolds() {
         let v = verdicts(&c, "az2");
         v.len() == 1 && v[0]["scope"] == "az" && v[0]["hosts"].as_array().map(Vec::len) == Some(6)
     });
-    assert_eq!(verdicts(&c, "az2")[0]["since"].as_str(), Some(first_since.as_str()), "the earliest since");
+    assert_eq!(
+        verdicts(&c, "az2")[0]["since"].as_str(),
+        Some(first_since.as_str()),
+        "the earliest since"
+    );
     // It shrinks back to one host.
     for h in &az.hosts[..6] {
         if !std::ptr::eq(h, &az.hosts[4]) {
@@ -206,7 +243,9 @@ fn a_fault_that_spreads_folds_and_one_that_shrinks_unfolds() {
         v.len() == 1 && v[0]["scope"] == "host" && v[0]["hosts"] == serde_json::json!([az.id(4)])
     });
     az.hosts[4].set_conntrack(10, 1000);
-    wait(&c, "everything closed", 20, || verdicts(&c, "az2").is_empty());
+    wait(&c, "everything closed", 20, || {
+        verdicts(&c, "az2").is_empty()
+    });
     let ev = events(&c, "az2");
     assert_eq!(
         verdict_events(&ev),
@@ -220,8 +259,16 @@ fn a_fault_that_spreads_folds_and_one_that_shrinks_unfolds() {
         "folded and unfolded with one change each, no close that reads as recovery: {ev:#?}"
     );
     let summaries: Vec<&str> = ev.iter().filter_map(|e| e["summary"].as_str()).collect();
-    assert!(summaries.iter().any(|s| s.starts_with("escalated to az scope")), "{summaries:#?}");
-    assert!(summaries.iter().any(|s| s.starts_with("de-escalated")), "{summaries:#?}");
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.starts_with("escalated to az scope")),
+        "{summaries:#?}"
+    );
+    assert!(
+        summaries.iter().any(|s| s.starts_with("de-escalated")),
+        "{summaries:#?}"
+    );
 }
 
 #[test]
@@ -251,7 +298,9 @@ fn a_flapping_host_is_one_verdict() {
         c.get("/api/v1/zones?az=az3")
     );
     // Quiet for the flap window: closed, once.
-    wait(&c, "the flapping verdict closes", 25, || verdicts(&c, "az3").is_empty());
+    wait(&c, "the flapping verdict closes", 25, || {
+        verdicts(&c, "az3").is_empty()
+    });
     let ev = events(&c, "az3");
     let closed = verdict_events(&ev)
         .iter()

@@ -298,8 +298,10 @@ impl Engine {
             let silent_family = matches!(family(&old.key), "reachability" | "wireguard-mesh");
             let summary = if all_stale && !silent_family {
                 format!("no data (hosts stale), not recovered: {}", old.summary)
+            } else if family(&old.key) == "reachability" {
+                format!("closed, the hosts report again (was: {})", old.summary)
             } else {
-                format!("closed: {}", old.summary)
+                format!("closed, recovered (was: {})", old.summary)
             };
             events.push(verdict_event(
                 now,

@@ -137,10 +137,16 @@ impl Engine {
                 continue;
             };
             let age = now.duration_since(ep.started).unwrap_or_default();
+            // Recovered once every rebooted host is back and healthy, and no verdict lists one of them.
+            let open = self
+                .verdicts
+                .values()
+                .any(|v| v.hosts.iter().any(|h| ep.hosts.contains(h)));
             let done = r.back == r.rebooted
                 && r.raid_rebuilding == 0
                 && r.dns_not_ok == 0
-                && r.wireguard_not_ok == 0;
+                && r.wireguard_not_ok == 0
+                && !open;
             let expired = age > Duration::from_secs(self.cfg.recovery_max_secs);
             if !(done || expired) {
                 continue;

@@ -974,5 +974,8 @@ fn a_fresh_collector_closes_verdicts_at_once() {
     let ok = [report("hv-1", "az1", "b1", vec![conntrack(Status::Ok)])];
     assert_eq!(opened(&cycles(&mut e, 0, 4, &bad)).len(), 1);
     let ev = cycles(&mut e, 40, 2, &ok);
-    assert!(ev.iter().any(|x| x.kind == EventKind::VerdictClosed), "{ev:#?}");
+    assert!(
+        ev.iter().any(|x| x.kind == EventKind::VerdictClosed),
+        "{ev:#?}"
+    );
 }
