@@ -39,7 +39,7 @@ impl HostInfo {
     /// Boot time as a `SystemTime`.
     pub fn boot_system_time(&self) -> Option<SystemTime> {
         self.boot_time
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+            .and_then(|s| crate::util::epoch_plus(Duration::from_secs(s)))
     }
 }
 

@@ -72,6 +72,57 @@ pub fn valid_ident(v: &str) -> bool {
             .any(|c| c.is_control() || c.is_whitespace() || c == '/')
 }
 
+/// Longest agent version or boot id kept (longer ones are cut, on a character boundary).
+pub const MAX_SHORT_TEXT: usize = 64;
+
+/// The earliest time a report may say it was observed or a host booted: 2000-01-01.
+const EARLIEST_SECS: u64 = 946_684_800;
+
+fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
+}
+
+/// Clamps what an agent controls and the collector only shows or does arithmetic on: times from a clock
+/// that is off (or in the wrong unit), over-long texts, impossible numbers. Returns the fields clamped (the
+/// collector counts them); what cannot be clamped is refused by [`validate`].
+pub fn sanitize(r: &mut HostReport, now: SystemTime) -> Vec<&'static str> {
+    let mut clamped = Vec::new();
+    let earliest = SystemTime::UNIX_EPOCH + Duration::from_secs(EARLIEST_SECS);
+    let latest = now + Duration::from_secs(86_400);
+    if r.observed_at < earliest || r.observed_at > latest {
+        r.observed_at = now;
+        clamped.push("observed_at");
+    }
+    if let Some(b) = r.boot_time {
+        let at = crate::util::epoch_plus(Duration::from_secs(b));
+        if at.is_none_or(|t| t < earliest || t > latest) {
+            r.boot_time = None;
+            clamped.push("boot_time");
+        }
+    }
+    if cut(&mut r.agent_version, MAX_SHORT_TEXT) {
+        clamped.push("agent_version");
+    }
+    if cut(&mut r.boot_id, MAX_SHORT_TEXT) {
+        clamped.push("boot_id");
+    }
+    if let Some(a) = &mut r.agent
+        && !(a.cpu_seconds.is_finite() && a.cpu_seconds >= 0.0)
+    {
+        a.cpu_seconds = 0.0;
+        clamped.push("agent.cpu_seconds");
+    }
+    clamped
+}
+
 /// Checks a report's identity fields; the collector refuses the stream otherwise.
 pub fn validate(r: &HostReport) -> Result<(), String> {
     let ident = |what: &str, v: &str| -> Result<(), String> {

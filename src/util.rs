@@ -44,9 +44,21 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// RFC 3339 in UTC with seconds, e.g. `2026-11-21T10:00:00Z`.
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_RFC3339_SECS: u64 = 253_402_300_799;
+
+/// RFC 3339 in UTC with seconds, e.g. `2026-11-21T10:00:00Z`. Infallible: a time before the epoch is
+/// written as the epoch and one past year 9999 as its last second (a clock or an agent can say anything;
+/// formatting it must never panic).
 pub fn rfc3339(t: SystemTime) -> String {
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(LAST_RFC3339_SECS);
+    let t = t.clamp(SystemTime::UNIX_EPOCH, last);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `UNIX_EPOCH + d`, or `None` when that is not a representable time.
+pub fn epoch_plus(d: Duration) -> Option<SystemTime> {
+    SystemTime::UNIX_EPOCH.checked_add(d)
 }
 
 /// Serializes a time as RFC 3339 (for `#[serde(serialize_with)]`).
@@ -101,5 +113,15 @@ mod tests {
             Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(10))
         );
         assert!(parse_since("yesterday", now).is_err());
+        // Never a panic, whatever the time.
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000_000_000)),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(10)),
+            "1970-01-01T00:00:00Z"
+        );
+        assert!(epoch_plus(Duration::from_secs(u64::MAX)).is_none());
     }
 }

@@ -67,7 +67,7 @@ async fn hosts(AxState(api): AxState<Api>) -> Response {
     }
 }
 
-fn host_json(s: &State, id: &str) -> Option<serde_json::Value> {
+pub(super) fn host_json(s: &State, id: &str) -> Option<serde_json::Value> {
     let h = s.hosts.get(id)?;
     let now = Instant::now();
     let summary = s.summary(h, now);
@@ -152,7 +152,7 @@ async fn events(AxState(api): AxState<Api>, Query(p): Query<EventsParams>) -> Re
     }
 }
 
-fn event_json(e: &super::correlate::Event) -> serde_json::Value {
+pub(super) fn event_json(e: &super::correlate::Event) -> serde_json::Value {
     json!({
         "id": e.id,
         "time": rfc3339(e.at),
@@ -184,7 +184,7 @@ pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(
     }
 }
 
-fn render_metrics(s: &State, stats: &IngestStats) -> String {
+pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
     let now = Instant::now();
     let mut out = String::with_capacity(4096);
     family(
@@ -237,6 +237,13 @@ fn render_metrics(s: &State, stats: &IngestStats) -> String {
             ("{reason=\"invalid\"}".into(), r(&stats.rejected_invalid)),
             ("{reason=\"shed\"}".into(), r(&stats.shed)),
         ],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_clamped_fields_total",
+        "counter",
+        "Report fields clamped at ingest (a clock off or in the wrong unit, an over-long text).",
+        &[(String::new(), r(&stats.clamped))],
     );
     let counts = s.counts_by_az();
     let mut azs: Vec<&String> = counts.keys().map(|(az, _)| az).collect();

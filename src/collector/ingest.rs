@@ -109,7 +109,14 @@ impl pb::ingest_server::Ingest for IngestService {
                 };
                 let parsed = wire::report_from_pb(&msg)
                     .map_err(|e| e.to_string())
-                    .and_then(|r| report::validate(&r).map(|()| r));
+                    .and_then(|mut r| {
+                        let clamped = report::sanitize(&mut r, std::time::SystemTime::now());
+                        if !clamped.is_empty() {
+                            tracing::debug!(stream, ?peer, fields = ?clamped, "report fields clamped");
+                            stats.clamped.fetch_add(clamped.len() as u64, Ordering::Relaxed);
+                        }
+                        report::validate(&r).map(|()| r)
+                    });
                 let report = match parsed {
                     Ok(r) => r,
                     Err(why) => {

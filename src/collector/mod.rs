@@ -10,6 +10,8 @@ pub mod correlate;
 pub mod http;
 pub mod ingest;
 pub mod query;
+#[cfg(test)]
+mod robustness;
 pub mod state;
 pub mod store;
 

@@ -74,6 +74,8 @@ pub struct IngestStats {
     pub rejected_invalid: AtomicU64,
     /// Reports answered with a retry hint because the state owner was saturated.
     pub shed: AtomicU64,
+    /// Report fields clamped at ingest (a clock off, an over-long text).
+    pub clamped: AtomicU64,
 }
 
 impl IngestStats {
@@ -280,8 +282,9 @@ impl State {
             });
         let events = self.engine.observe(SystemTime::now(), &report);
         let missed = u64::from(report.missed_cycles);
-        self.missed_cycles_total += missed;
-        let missed_cycles_total = missed + self.hosts.get(&id).map_or(0, |h| h.missed_cycles_total);
+        self.missed_cycles_total = self.missed_cycles_total.saturating_add(missed);
+        let missed_cycles_total =
+            missed.saturating_add(self.hosts.get(&id).map_or(0, |h| h.missed_cycles_total));
         let conflict_with = match self.hosts.get(&id) {
             Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
                 let other = self.streams.get(&prev.stream).copied().flatten();
@@ -338,7 +341,7 @@ impl State {
 
     /// A tick at `now` (tests drive time).
     #[cfg(test)]
-    fn handle_tick_at(&mut self, now: SystemTime) {
+    pub(super) fn handle_tick_at(&mut self, now: SystemTime) {
         let events = self.engine.tick(now);
         self.publish(events, None);
     }

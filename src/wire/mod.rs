@@ -39,7 +39,9 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 }
 
 fn from_unix_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 #[cfg(test)]

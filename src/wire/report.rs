@@ -52,7 +52,7 @@ pub fn report_from_pb(m: &pb::Report) -> Result<HostReport, WireError> {
         boot_time: m.boot_time_unix,
         interval: Duration::from_secs(u64::from(m.interval_secs)),
         seq: m.seq,
-        observed_at: UNIX_EPOCH + Duration::from_millis(m.observed_at_unix_ms),
+        observed_at: super::from_unix_ms(m.observed_at_unix_ms),
         missed_cycles: m.missed_cycles,
         agent: m.agent.map(|a| AgentSelf {
             rss_bytes: a.rss_bytes,

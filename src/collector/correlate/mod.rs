@@ -6,13 +6,13 @@
 //! deterministic test, and property tests drive it with random fleets.
 //!
 //! Each recomputation is a short sequence of named phases ([`Engine::recompute`]):
-//! 1. **episodes** ([`reboot`]): mass reboots recovered or timed out;
-//! 2. **reachability** ([`reachability`]): AZs gone silent, or several at once (then it is the collector);
-//! 3. **conditions** ([`hosts`]): the debounced (host, check) conditions open now, with flap damping;
-//! 4. **mesh** ([`mesh`]): WireGuard hosts lost by most of their peers, folding the peers' conditions;
-//! 5. **checks** ([`checks`]): per check, one AZ verdict when AZ-wide, host verdicts when local, one region
+//! 1. **episodes** (`reboot`): mass reboots recovered or timed out;
+//! 2. **reachability** (`reachability`): AZs gone silent, or several at once (then it is the collector);
+//! 3. **conditions** (`hosts`): the debounced (host, check) conditions open now, with flap damping;
+//! 4. **mesh** (`mesh`): WireGuard hosts lost by most of their peers, folding the peers' conditions;
+//! 5. **checks** (`checks`): per check, one AZ verdict when AZ-wide, host verdicts when local, one region
 //!    verdict when in every AZ of a region;
-//! 6. **reconcile** ([`lifecycle`]): what was found against what is open: settle, open, change, fold
+//! 6. **reconcile** (`lifecycle`): what was found against what is open: settle, open, change, fold
 //!    (escalate, de-escalate), close.
 //!
 //! Invariants: membership is recomputed from the hosts' current state every time, so a verdict lists only
