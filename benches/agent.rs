@@ -78,7 +78,8 @@ fn main() {
     );
     let _collector = Guard(
         Command::new(bin)
-            .args(["collector", "--listen", &grpc, "--http", &http])
+            .args(["collector", "--listen", &grpc, "--http", &http, "--db"])
+            .arg(dir.path().join("events.db"))
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),

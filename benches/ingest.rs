@@ -229,7 +229,8 @@ fn main() {
     let collector = Guard(
         Command::new(env!("CARGO_BIN_EXE_hvprobe"))
             .current_dir(dir.path())
-            .args(["collector", "--listen", &grpc, "--http", &http])
+            .args(["collector", "--listen", &grpc, "--http", &http, "--db"])
+            .arg(dir.path().join("events.db"))
             .env("HVPROBE_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()

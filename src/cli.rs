@@ -110,7 +110,7 @@ struct CollectorArgs {
     /// HTTP address for the API and /metrics (default 127.0.0.1:7401).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
-    /// Event database (SQLite, WAL; default hvprobe-events.db in the working directory).
+    /// Event database (SQLite, WAL; default /var/lib/hvprobe/events.db).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 }

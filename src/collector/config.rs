@@ -22,6 +22,10 @@ pub struct CollectorConfig {
     pub retry_after_ms: u64,
     /// The event database (SQLite); relative paths are under the working directory.
     pub db: String,
+    /// Events older than this many days are deleted (hourly).
+    pub retain_days: u64,
+    /// At most this many events are kept (the oldest go first).
+    pub max_events: u64,
 }
 
 impl Default for CollectorConfig {
@@ -33,7 +37,9 @@ impl Default for CollectorConfig {
             max_message_bytes: 1 << 20,
             stale_after_intervals: 3,
             retry_after_ms: 30_000,
-            db: "hvprobe-events.db".into(),
+            db: "/var/lib/hvprobe/events.db".into(),
+            retain_days: 90,
+            max_events: 1_000_000,
         }
     }
 }
@@ -60,6 +66,12 @@ impl CollectorConfig {
         }
         if self.db.is_empty() {
             p.push("db", "must be a file path");
+        }
+        if !(1..=3650).contains(&self.retain_days) {
+            p.push("retain-days", "must be between 1 and 3650");
+        }
+        if !(1000..=1_000_000_000).contains(&self.max_events) {
+            p.push("max-events", "must be between 1000 and 1000000000");
         }
     }
 }

@@ -79,7 +79,12 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
 /// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let db = PathBuf::from(&cfg.db);
-    let opened = store::Store::open(&db).and_then(|s| {
+    let opened = store::Store::open_or_recover(&db).and_then(|(mut s, _moved)| {
+        let retain = Duration::from_secs(cfg.retain_days.saturating_mul(86_400));
+        let pruned = s.prune(std::time::SystemTime::now(), retain, cfg.max_events)?;
+        if pruned > 0 {
+            tracing::info!(pruned, "old events deleted (retain-days, max-events)");
+        }
         let hosts = s.load_hosts()?;
         let verdicts = s.load_verdicts()?;
         Ok((s, hosts, verdicts))
@@ -114,7 +119,11 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let handle = state::Handle { tx };
     let stats = Arc::new(state::IngestStats::default());
     let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store))
-        .with_stats(stats.clone(), INBOX);
+        .with_stats(stats.clone(), INBOX)
+        .with_retention(
+            Duration::from_secs(cfg.retain_days.saturating_mul(86_400)),
+            cfg.max_events,
+        );
     let events_tx = owner_state.events_tx.clone();
     let owner = match state::spawn(owner_state, rx) {
         Ok(t) => t,
@@ -190,9 +199,20 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             return crate::exit::SOFTWARE;
         }
     };
+    // The state owner ends only when every sender is gone (shutdown); ending before that means it died
+    // (a bug): exit non-zero so systemd restarts the collector, rather than serve 503s while healthy.
+    let mut owner_done = tokio::task::spawn_blocking(move || owner.join());
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        r = &mut owner_done => {
+            let why = match r {
+                Ok(Err(_)) => "panicked",
+                _ => "ended",
+            };
+            tracing::error!(why, "the state owner died; exiting so the service manager restarts the collector");
+            return crate::exit::SOFTWARE;
+        }
     }
     tracing::info!("stopping");
     notifier.stopping();
@@ -208,6 +228,6 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     ticker.abort();
     drop(handle);
     // Every sender is gone once the servers stopped: the owner finishes its last write and ends.
-    let _ = tokio::task::spawn_blocking(move || owner.join()).await;
+    let _ = owner_done.await;
     0
 }

@@ -149,6 +149,10 @@ pub struct State {
     pub inbox_depth: usize,
     /// The inbox's capacity.
     pub inbox_capacity: usize,
+    /// How long events are kept, and how many at most.
+    retention: Option<(Duration, u64)>,
+    /// Ticks since start (retention runs hourly).
+    ticks: u64,
 }
 
 impl State {
@@ -172,6 +176,25 @@ impl State {
             shed_at: None,
             inbox_depth: 0,
             inbox_capacity: 0,
+            retention: None,
+            ticks: 0,
+        }
+    }
+
+    /// Deletes events past `retain` or beyond `max_events`, every hour.
+    pub fn with_retention(mut self, retain: Duration, max_events: u64) -> State {
+        self.retention = Some((retain, max_events));
+        self
+    }
+
+    fn prune(&mut self) {
+        let (Some((retain, max)), Some(store)) = (self.retention, self.store.as_mut()) else {
+            return;
+        };
+        match store.prune(SystemTime::now(), retain, max) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "old events deleted (retain-days, max-events)"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the timeline"),
         }
     }
 
@@ -370,6 +393,10 @@ impl State {
             }
             Cmd::Query(f) => f(self),
             Cmd::Tick => {
+                self.ticks += 1;
+                if self.ticks % 3600 == 0 {
+                    self.prune();
+                }
                 let degraded = self.ingest_health(Instant::now());
                 self.engine.set_ingest_degraded(degraded);
                 let events = self.engine.tick(SystemTime::now());
@@ -381,9 +408,13 @@ impl State {
 
 /// Runs the owner until every sender is gone.
 pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
+    // The systemd watchdog is fed here, by the owner itself at each tick: a wedged or dead owner stops the
+    // pings and systemd restarts the collector (`WatchdogSec` in the unit).
+    let watchdog = crate::sdnotify::Notifier::from_env();
     while let Some(cmd) = rx.recv().await {
         if matches!(cmd, Cmd::Tick) {
             state.inbox_depth = rx.len();
+            watchdog.watchdog_ping();
         }
         state.handle(cmd);
     }

@@ -24,6 +24,16 @@ pub struct StoreError {
     source: rusqlite::Error,
 }
 
+impl StoreError {
+    /// The file is damaged or is not a SQLite database.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self.source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    }
+}
+
 /// Wraps a SQLite error with the database path.
 fn wrap(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError {
@@ -80,17 +90,83 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        // WAL: readers never block the writer; NORMAL: durable at each checkpoint, no fsync per commit.
+        // WAL: readers never block the writer. FULL: every commit is fsynced before it returns, so an event
+        // is on disk before it is visible (events are rare: transitions, not results).
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
+        let ok: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(err)?;
+        if ok != "ok" {
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {ok}")),
+            )));
+        }
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Store {
             path: path.to_path_buf(),
             conn,
             unwritten: Vec::new(),
         })
+    }
+
+    /// Opens the database; when it is corrupt (or not a database at all), moves it aside (with its `-wal`
+    /// and `-shm`) to `<path>.corrupt-<unix time>`, says so loudly, and starts a fresh one: a damaged
+    /// timeline must not keep the fleet's monitoring down. Returns where the old file went, if it was moved.
+    pub fn open_or_recover(path: &Path) -> Result<(Store, Option<PathBuf>), StoreError> {
+        match Store::open(path) {
+            Ok(s) => Ok((s, None)),
+            Err(e) if e.is_corrupt() => {
+                let stamp = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+                tracing::error!(db = %path.display(), error = %e, moved_to = %aside.display(),
+                    "the event database is corrupt: moved aside, starting a fresh timeline");
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                    let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                    if from.exists() {
+                        std::fs::rename(&from, &to).map_err(|io| StoreError {
+                            path: from.clone(),
+                            source: rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                                Some(format!("cannot move the corrupt database aside: {io}")),
+                            ),
+                        })?;
+                    }
+                }
+                Ok((Store::open(path)?, Some(aside)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes events older than `retain` and all but the newest `max_events`. Returns how many went.
+    pub fn prune(
+        &mut self,
+        now: SystemTime,
+        retain: Duration,
+        max_events: u64,
+    ) -> Result<usize, StoreError> {
+        let err = wrap(&self.path);
+        let cutoff = unix_ms(now.checked_sub(retain).unwrap_or(UNIX_EPOCH)) as i64;
+        let old = self
+            .conn
+            .execute("DELETE FROM events WHERE at_ms < ?1", params![cutoff])
+            .map_err(&err)?;
+        let excess = self
+            .conn
+            .execute(
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+                params![i64::try_from(max_events).unwrap_or(i64::MAX)],
+            )
+            .map_err(&err)?;
+        Ok(old + excess)
     }
 
     /// Writes events (and any earlier ones the disk refused), setting their ids. On failure the events stay
@@ -389,5 +465,53 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["kept", "next"]
         );
+    }
+
+    #[test]
+    fn retention_keeps_recent_and_at_most_max_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("e.db")).unwrap();
+        let day = 86_400;
+        let now = UNIX_EPOCH + Duration::from_secs(100 * day);
+        let events: Vec<Event> = (0..20)
+            .map(|i| event(90 * day + i * 1000, "az1", &format!("e{i}")))
+            .chain([event(day, "az1", "ancient")])
+            .collect();
+        s.append(events).unwrap();
+        let gone = s.prune(now, Duration::from_secs(30 * day), 15).unwrap();
+        assert_eq!(
+            gone, 6,
+            "the ancient one by age, then the oldest 5 beyond 15"
+        );
+        let left = s.events(None, None, 100).unwrap();
+        assert_eq!(left.len(), 15);
+        assert_eq!(left[0].summary, "e5");
+        assert_eq!(left[14].summary, "e19");
+    }
+
+    #[test]
+    fn a_corrupt_database_is_moved_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a file the disk mangled".repeat(200),
+        )
+        .unwrap();
+        assert!(Store::open(&path).is_err_and(|e| e.is_corrupt()));
+        let (mut s, moved) = Store::open_or_recover(&path).unwrap();
+        let moved = moved.expect("moved aside");
+        assert!(
+            moved.to_string_lossy().contains("events.db.corrupt-"),
+            "{}",
+            moved.display()
+        );
+        assert!(
+            std::fs::read(&moved)
+                .unwrap()
+                .starts_with(b"this is not a database")
+        );
+        s.append(vec![event(1, "az1", "fresh")]).unwrap();
+        assert_eq!(s.events(None, None, 10).unwrap().len(), 1);
     }
 }

@@ -566,3 +566,29 @@ async fn watch_events_streams_the_timeline_live() {
     assert!(stored.iter().any(|e| e.id == event.id), "{stored:?}");
     drop(c);
 }
+
+/// Issue 11: a corrupt event database made the collector exit and crash-loop. Now it is moved aside with a
+/// loud error and the collector serves with a fresh timeline.
+#[test]
+fn a_corrupt_timeline_is_moved_aside_and_the_collector_serves() {
+    let mut c = Collector::start("");
+    c.kill9();
+    let db = c.dir.path().join("events.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::write(&db, b"garbage, not SQLite".repeat(500)).unwrap();
+    c.restart();
+    assert!(
+        c.log().contains("the event database is corrupt"),
+        "{}",
+        c.log()
+    );
+    let aside: Vec<String> = std::fs::read_dir(c.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("events.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(c.get("/api/v1/events")["events"], serde_json::json!([]));
+}

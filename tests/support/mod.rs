@@ -692,7 +692,10 @@ impl Collector {
         let http = format!("127.0.0.1:{}", free_port());
         std::fs::write(
             dir.path().join("collector.toml"),
-            format!("[collector]\nlisten = \"{grpc}\"\nhttp = \"{http}\"\n{extra}\n"),
+            format!(
+                "[collector]\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndb = \"{}\"\n{extra}\n",
+                dir.path().join("events.db").display()
+            ),
         )
         .expect("write collector.toml");
         let mut c = Collector {
