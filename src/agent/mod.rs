@@ -205,6 +205,8 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
             first_delay_max: s.interval.min(Duration::from_secs(10)),
             backoff_max: s.reconnect_max,
             connect_timeout: s.connect_timeout,
+            // A few intervals without an ack (at least 15 s): the stream is dead even if TCP does not know.
+            ack_timeout: (s.interval * 3).max(Duration::from_secs(15)),
         };
         uplinks.spawn(uplink::run(cfg, report_rx.clone(), shutdown_rx.clone()));
     }

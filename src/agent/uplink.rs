@@ -108,6 +108,9 @@ pub struct UplinkConfig {
     pub backoff_max: Duration,
     /// Deadline of one connection attempt.
     pub connect_timeout: Duration,
+    /// No ack for this long while reports are being sent: the connection is dead or the collector wedged
+    /// (a half-open TCP connection acks nothing); reconnect.
+    pub ack_timeout: Duration,
 }
 
 /// Why a session ended.
@@ -201,8 +204,11 @@ pub async fn run(
         delay = match end {
             End::Shutdown => return,
             End::RetryAfter(hint) => {
+                // Obeyed, within reason: a collector (or something posing as one) cannot park the agent
+                // for longer than reconnect-max-secs.
+                let hint = hint.min(cfg.backoff_max);
                 tracing::warn!(collector = %cfg.target, retry_after_ms = hint.as_millis() as u64, "collector sheds load; backing off as asked");
-                hint.mul_f64(1.0 + fastrand::f64())
+                retry_delay(hint, cfg.backoff_max, fastrand::f64())
             }
             // A working stream broke: come back after a random first delay, so the agents of a
             // restarted collector do not all return in the same second.
@@ -288,8 +294,16 @@ async fn session(
     };
     let mut acked = false;
     let mut last_message = String::new();
+    let mut last_ack = tokio::time::Instant::now();
     loop {
+        let ack_deadline = last_ack + cfg.ack_timeout;
         tokio::select! {
+            _ = tokio::time::sleep_until(ack_deadline) => {
+                return End::Failed {
+                    why: format!("no ack for {} s", cfg.ack_timeout.as_secs()),
+                    established: acked,
+                };
+            }
             changed = reports.changed() => {
                 if changed.is_err() {
                     return End::Shutdown; // the agent is gone
@@ -301,6 +315,7 @@ async fn session(
             }
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
+                    last_ack = tokio::time::Instant::now();
                     if !acked {
                         acked = true;
                         backoff.reset();
@@ -331,6 +346,12 @@ async fn session(
             _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
         }
     }
+}
+
+/// The delay after a retry hint: the hint stretched by up to 2x (jitter, so the agents it was given to do
+/// not return together), never past `max`.
+fn retry_delay(hint: Duration, max: Duration, unit: f64) -> Duration {
+    hint.mul_f64(1.0 + unit.clamp(0.0, 1.0)).min(max)
 }
 
 /// A refusal with a retry hint, or a plain failure.
@@ -390,6 +411,21 @@ mod tests {
         );
         assert_eq!(remember(&mut last, Some(b)), Some(b), "the collector moved");
         assert_eq!(remember(&mut last, None), Some(b));
+    }
+
+    #[test]
+    fn retry_hints_are_obeyed_within_reconnect_max() {
+        let max = Duration::from_secs(120);
+        assert_eq!(
+            retry_delay(Duration::from_secs(10), max, 0.0),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            retry_delay(Duration::from_secs(10), max, 0.5),
+            Duration::from_secs(15)
+        );
+        // A hint of a day parks nobody for a day.
+        assert_eq!(retry_delay(Duration::from_secs(86_400), max, 0.9), max);
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub struct CollectorConfig {
     pub retain_days: u64,
     /// At most this many events are kept (the oldest go first).
     pub max_events: u64,
+    /// A stream that sends no report within this long after opening is ended.
+    pub first_report_timeout_ms: u64,
+    /// A stream silent for this many of its announced intervals (at most 300 s each) is ended.
+    pub idle_intervals: u32,
+    /// Most concurrent streams on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+    /// Most concurrent streams from one peer address (sites behind NAT share one).
+    pub max_streams_per_peer: usize,
 }
 
 impl Default for CollectorConfig {
@@ -40,6 +48,10 @@ impl Default for CollectorConfig {
             db: "/var/lib/hvprobe/events.db".into(),
             retain_days: 90,
             max_events: 1_000_000,
+            first_report_timeout_ms: 30_000,
+            idle_intervals: 5,
+            max_streams_per_connection: 4,
+            max_streams_per_peer: 256,
         }
     }
 }
@@ -69,6 +81,18 @@ impl CollectorConfig {
         }
         if !(1..=3650).contains(&self.retain_days) {
             p.push("retain-days", "must be between 1 and 3650");
+        }
+        if !(100..=600_000).contains(&self.first_report_timeout_ms) {
+            p.push("first-report-timeout-ms", "must be between 100 and 600000");
+        }
+        if !(2..=100).contains(&self.idle_intervals) {
+            p.push("idle-intervals", "must be between 2 and 100");
+        }
+        if !(1..=1000).contains(&self.max_streams_per_connection) {
+            p.push("max-streams-per-connection", "must be between 1 and 1000");
+        }
+        if self.max_streams_per_peer == 0 {
+            p.push("max-streams-per-peer", "must be positive");
         }
         if !(1000..=1_000_000_000).contains(&self.max_events) {
             p.push("max-events", "must be between 1000 and 1000000000");

@@ -236,7 +236,16 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
             ),
             ("{reason=\"invalid\"}".into(), r(&stats.rejected_invalid)),
             ("{reason=\"shed\"}".into(), r(&stats.shed)),
+            ("{reason=\"per_peer\"}".into(), r(&stats.rejected_per_peer)),
+            ("{reason=\"idle\"}".into(), r(&stats.idle_closed)),
         ],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_rate_limited_reports_total",
+        "counter",
+        "Reports dropped for coming faster than their agent's announced interval.",
+        &[(String::new(), r(&stats.rate_limited))],
     );
     family(
         &mut out,
@@ -265,17 +274,20 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         "Known hosts per AZ by status (stale = no recent report).",
         &samples,
     );
-    let conflicts = s
-        .hosts
-        .values()
-        .filter(|h| h.conflict_with.is_some())
-        .count();
+    let conflicts = s.hosts.values().filter(|h| h.conflict(now)).count();
     family(
         &mut out,
         "hvprobe_collector_host_id_conflicts",
         "gauge",
-        "Host ids claimed by two live streams.",
+        "Host ids another stream tried to claim in the last 5 minutes (refused).",
         &[(String::new(), conflicts as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_twin_streams_refused_total",
+        "counter",
+        "Reports refused because another live stream reports the same host id.",
+        &[(String::new(), s.twins_refused as f64)],
     );
     let mut open: std::collections::BTreeMap<(&'static str, String), usize> =
         std::collections::BTreeMap::new();

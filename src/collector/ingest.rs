@@ -1,15 +1,23 @@
 //! The gRPC ingest service: agents' streams in, acks out.
 //!
-//! Protection, so that an overloaded collector never turns into "every host is down":
-//! - at most `max-streams` streams: beyond, new streams are refused with RESOURCE_EXHAUSTED and a jittered
+//! Protection, so that no agent (or anything pretending to be one) can crash, spoof or starve the collector,
+//! and an overloaded collector never turns into "every host is down":
+//! - at most `max-streams` streams, `max-streams-per-peer` from one address and `max-streams-per-connection`
+//!   on one connection: beyond, new streams are refused with RESOURCE_EXHAUSTED and a jittered
 //!   `retry-after-ms` hint, instead of slowing everyone down;
+//! - a stream must send its first report within `first-report-timeout-ms`, and then at least one every
+//!   `idle-intervals` of its announced interval: a stream that never sends does not hold its slot;
+//! - reports faster than the announced interval allows (under half of it) are dropped and counted; the
+//!   latest report an agent sends right after connecting is never one of them;
 //! - a message larger than `max-message-bytes`, undecodable, or with invalid identity fields ends only its
-//!   own stream;
+//!   own stream; fields an agent controls are clamped and counted ([`report::sanitize`]);
 //! - when the state owner is saturated, a report is answered with a retry hint (the agent backs off).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,49 +25,252 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{Cmd, Handle, IngestStats};
 use crate::pb;
-use crate::report;
+use crate::report::{self, HostReport};
 use crate::wire;
+
+/// The limits of one collector's ingest.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// All streams.
+    pub max_streams: usize,
+    /// Streams from one peer address.
+    pub max_streams_per_peer: usize,
+    /// Base of the retry hint.
+    pub retry_after: Duration,
+    /// Deadline of a stream's first report.
+    pub first_report: Duration,
+    /// A stream silent this many of its intervals is ended.
+    pub idle_intervals: u32,
+    /// The longest interval taken from an agent for the idle deadline.
+    pub max_interval: Duration,
+}
 
 /// The service.
 pub struct IngestService {
     state: Handle,
     stats: Arc<IngestStats>,
     active: Arc<AtomicUsize>,
+    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
     next_id: AtomicU64,
-    max_streams: usize,
-    retry_after: Duration,
+    limits: Limits,
 }
 
 impl IngestService {
     /// A service feeding `state`.
-    pub fn new(
-        state: Handle,
-        stats: Arc<IngestStats>,
-        max_streams: usize,
-        retry_after: Duration,
-    ) -> IngestService {
+    pub fn new(state: Handle, stats: Arc<IngestStats>, limits: Limits) -> IngestService {
         IngestService {
             state,
             stats,
             active: Arc::new(AtomicUsize::new(0)),
+            per_peer: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(1),
-            max_streams,
-            retry_after,
+            limits,
         }
     }
 
     fn retry_hint(&self) -> u64 {
-        let base = self.retry_after.as_millis() as u64;
+        let base = self.limits.retry_after.as_millis() as u64;
         base + (base as f64 * fastrand::f64()) as u64
+    }
+
+    fn refuse(&self, why: String) -> Status {
+        let hint = self.retry_hint();
+        let mut status = Status::resource_exhausted(format!("{why}; retry after {hint} ms"));
+        if let Ok(v) = hint.to_string().parse() {
+            status.metadata_mut().insert("retry-after-ms", v);
+        }
+        status
+    }
+
+    /// Takes a slot for a new stream from `peer`, or says why not.
+    fn admit(&self, peer: Option<SocketAddr>) -> Result<Slot, Status> {
+        let taken = self.active.fetch_add(1, Ordering::Relaxed);
+        let mut slot = Slot {
+            active: self.active.clone(),
+            per_peer: self.per_peer.clone(),
+            peer: None,
+        };
+        if taken >= self.limits.max_streams {
+            IngestStats::bump(&self.stats.rejected_capacity);
+            return Err(self.refuse(format!(
+                "collector at capacity ({} streams)",
+                self.limits.max_streams
+            )));
+        }
+        if let Some(ip) = peer.map(|p| p.ip()) {
+            let mut map = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.limits.max_streams_per_peer {
+                IngestStats::bump(&self.stats.rejected_per_peer);
+                return Err(self.refuse(format!(
+                    "{} streams from {ip} already (max-streams-per-peer)",
+                    self.limits.max_streams_per_peer
+                )));
+            }
+            *n += 1;
+            slot.peer = Some(ip);
+        }
+        Ok(slot)
     }
 }
 
-/// Decrements the stream count when a stream task ends, however it ends.
-struct Slot(Arc<AtomicUsize>);
+/// A stream's place in the counts, given back when its task ends, however it ends.
+struct Slot {
+    active: Arc<AtomicUsize>,
+    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    peer: Option<IpAddr>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ip) = self.peer {
+            let mut map = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// What one stream's task needs.
+struct StreamCtx {
+    stream: u64,
+    peer: Option<SocketAddr>,
+    state: Handle,
+    stats: Arc<IngestStats>,
+    tx: mpsc::Sender<Result<pb::Ack, Status>>,
+    shed_hint: u32,
+    limits: Limits,
+}
+
+/// Decodes, clamps and validates one message; `Err` ends the stream with that status.
+fn accept(ctx: &StreamCtx, msg: &pb::Report) -> Result<HostReport, Status> {
+    let mut r = wire::report_from_pb(msg).map_err(|e| {
+        IngestStats::bump(&ctx.stats.rejected_invalid);
+        Status::invalid_argument(e.to_string())
+    })?;
+    let clamped = report::sanitize(&mut r, std::time::SystemTime::now());
+    if !clamped.is_empty() {
+        tracing::debug!(stream = ctx.stream, peer = ?ctx.peer, fields = ?clamped, "report fields clamped");
+        ctx.stats
+            .clamped
+            .fetch_add(clamped.len() as u64, Ordering::Relaxed);
+    }
+    report::validate(&r).map_err(|why| {
+        tracing::debug!(stream = ctx.stream, peer = ?ctx.peer, error = %why, "invalid report");
+        IngestStats::bump(&ctx.stats.rejected_invalid);
+        Status::invalid_argument(why)
+    })?;
+    Ok(r)
+}
+
+impl StreamCtx {
+    /// Runs the stream until it ends; every way out is counted and ends only this stream.
+    async fn run(self, mut inbound: Streaming<pb::Report>) {
+        let mut deadline = self.limits.first_report;
+        let mut last_accepted: Option<(Instant, Duration)> = None;
+        loop {
+            let msg = match tokio::time::timeout(deadline, inbound.message()).await {
+                Err(_) => {
+                    IngestStats::bump(&self.stats.idle_closed);
+                    let why = if last_accepted.is_none() {
+                        "no report within first-report-timeout-ms"
+                    } else {
+                        "no report for idle-intervals of the announced interval"
+                    };
+                    let _ = self.tx.send(Err(Status::deadline_exceeded(why))).await;
+                    break;
+                }
+                Ok(Ok(Some(m))) => m,
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => {
+                    // Oversized or undecodable: this stream ends, no other is touched.
+                    tracing::debug!(stream = self.stream, peer = ?self.peer, error = %status, "stream ended by a bad message");
+                    IngestStats::bump(&self.stats.rejected_malformed);
+                    let _ = self.tx.send(Err(status)).await;
+                    break;
+                }
+            };
+            let report = match accept(&self, &msg) {
+                Ok(r) => r,
+                Err(status) => {
+                    let _ = self.tx.send(Err(status)).await;
+                    break;
+                }
+            };
+            let interval = report.interval.min(self.limits.max_interval);
+            deadline = interval.saturating_mul(self.limits.idle_intervals);
+            let now = Instant::now();
+            // Faster than half the announced interval: dropped and counted (the first never is).
+            if let Some((at, iv)) = last_accepted
+                && now.saturating_duration_since(at) < iv / 2
+            {
+                IngestStats::bump(&self.stats.rate_limited);
+                let ack = pb::Ack {
+                    seq: report.seq,
+                    retry_after_ms: 0,
+                    message: "report dropped: faster than the announced interval".into(),
+                };
+                if self.tx.send(Ok(ack)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            last_accepted = Some((now, interval));
+            match self.forward(report).await {
+                Some(Ok(ack)) => {
+                    let shed = ack.retry_after_ms > 0;
+                    if self.tx.send(Ok(ack)).await.is_err() || shed {
+                        break;
+                    }
+                }
+                Some(Err(status)) => {
+                    let _ = self.tx.send(Err(status)).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.state
+            .notify(Cmd::StreamClosed {
+                stream: self.stream,
+            })
+            .await;
+    }
+
+    /// Hands a report to the state owner; the ack, a refusal, or `None` when the owner is gone.
+    async fn forward(&self, report: HostReport) -> Option<Result<pb::Ack, Status>> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let seq = report.seq;
+        let cmd = Cmd::Report {
+            stream: self.stream,
+            report: Box::new(report),
+            reply: reply_tx,
+        };
+        match self.state.tx.try_send(cmd) {
+            Ok(()) => match reply_rx.await {
+                Ok(info) if info.refused => Some(Err(Status::already_exists(info.message))),
+                Ok(info) => Some(Ok(pb::Ack {
+                    seq,
+                    retry_after_ms: 0,
+                    message: info.message,
+                })),
+                Err(_) => None,
+            },
+            // The owner is saturated: shed this agent for a while rather than queue without bound.
+            Err(_) => {
+                IngestStats::bump(&self.stats.shed);
+                Some(Ok(pb::Ack {
+                    seq,
+                    retry_after_ms: self.shed_hint,
+                    message: "collector overloaded".into(),
+                }))
+            }
+        }
     }
 }
 
@@ -71,93 +282,24 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         request: Request<Streaming<pb::Report>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let taken = self.active.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(self.active.clone());
-        if taken >= self.max_streams {
-            IngestStats::bump(&self.stats.rejected_capacity);
-            let hint = self.retry_hint();
-            let mut status = Status::resource_exhausted(format!(
-                "collector at capacity ({} streams); retry after {hint} ms",
-                self.max_streams
-            ));
-            if let Ok(v) = hint.to_string().parse() {
-                status.metadata_mut().insert("retry-after-ms", v);
-            }
-            return Err(status);
-        }
-        let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
-        let mut inbound = request.into_inner();
+        let slot = self.admit(peer)?;
+        let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
-        let state = self.state.clone();
-        let stats = self.stats.clone();
-        let shed_hint = u32::try_from(self.retry_hint()).unwrap_or(u32::MAX);
+        let ctx = StreamCtx {
+            stream,
+            peer,
+            state: self.state.clone(),
+            stats: self.stats.clone(),
+            tx,
+            shed_hint: u32::try_from(self.retry_hint()).unwrap_or(u32::MAX),
+            limits: self.limits.clone(),
+        };
+        let inbound = request.into_inner();
         tokio::spawn(async move {
             let _slot = slot;
-            state.notify(Cmd::StreamOpened { stream, peer }).await;
-            loop {
-                let msg = match inbound.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    Err(status) => {
-                        // Oversized or undecodable: this stream ends, no other is touched.
-                        tracing::debug!(stream, ?peer, error = %status, "stream ended by a bad message");
-                        IngestStats::bump(&stats.rejected_malformed);
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                };
-                let parsed = wire::report_from_pb(&msg)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut r| {
-                        let clamped = report::sanitize(&mut r, std::time::SystemTime::now());
-                        if !clamped.is_empty() {
-                            tracing::debug!(stream, ?peer, fields = ?clamped, "report fields clamped");
-                            stats.clamped.fetch_add(clamped.len() as u64, Ordering::Relaxed);
-                        }
-                        report::validate(&r).map(|()| r)
-                    });
-                let report = match parsed {
-                    Ok(r) => r,
-                    Err(why) => {
-                        tracing::debug!(stream, ?peer, error = %why, "invalid report");
-                        IngestStats::bump(&stats.rejected_invalid);
-                        let _ = tx.send(Err(Status::invalid_argument(why))).await;
-                        break;
-                    }
-                };
-                let (reply_tx, reply_rx) = oneshot::channel();
-                let seq = report.seq;
-                let cmd = Cmd::Report {
-                    stream,
-                    report: Box::new(report),
-                    reply: reply_tx,
-                };
-                let ack = match state.tx.try_send(cmd) {
-                    Ok(()) => match reply_rx.await {
-                        Ok(info) => pb::Ack {
-                            seq,
-                            retry_after_ms: 0,
-                            message: info.message,
-                        },
-                        Err(_) => break,
-                    },
-                    // The owner is saturated: shed this agent for a while rather than queue without bound.
-                    Err(_) => {
-                        IngestStats::bump(&stats.shed);
-                        pb::Ack {
-                            seq,
-                            retry_after_ms: shed_hint,
-                            message: "collector overloaded".into(),
-                        }
-                    }
-                };
-                let shed = ack.retry_after_ms > 0;
-                if tx.send(Ok(ack)).await.is_err() || shed {
-                    break;
-                }
-            }
-            state.notify(Cmd::StreamClosed { stream }).await;
+            ctx.state.notify(Cmd::StreamOpened { stream, peer }).await;
+            ctx.run(inbound).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -97,6 +97,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         }
     };
     tracing::info!(db = %db.display(), known_hosts = hosts.len(), open_verdicts = verdicts.len(), "timeline opened");
+    let max_interval = Duration::from_secs(correlation.max_interval_secs);
     let mut engine = correlate::Engine::new(correlation, cfg.stale_after_intervals)
         .with_min_gap(Duration::from_secs(1));
     engine.restore(std::time::SystemTime::now(), hosts, verdicts);
@@ -116,7 +117,8 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     };
     const INBOX: usize = 8192;
     let (tx, rx) = tokio::sync::mpsc::channel(INBOX);
-    let handle = state::Handle { tx };
+    let (queries, queries_rx) = tokio::sync::mpsc::channel(256);
+    let handle = state::Handle { tx, queries };
     let stats = Arc::new(state::IngestStats::default());
     let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store))
         .with_stats(stats.clone(), INBOX)
@@ -125,7 +127,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             cfg.max_events,
         );
     let events_tx = owner_state.events_tx.clone();
-    let owner = match state::spawn(owner_state, rx) {
+    let owner = match state::spawn(owner_state, rx, queries_rx) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the state owner");
@@ -150,8 +152,14 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let ingest = ingest::IngestService::new(
         handle.clone(),
         stats.clone(),
-        cfg.max_streams,
-        Duration::from_millis(cfg.retry_after_ms),
+        ingest::Limits {
+            max_streams: cfg.max_streams,
+            max_streams_per_peer: cfg.max_streams_per_peer,
+            retry_after: Duration::from_millis(cfg.retry_after_ms),
+            first_report: Duration::from_millis(cfg.first_report_timeout_ms),
+            idle_intervals: cfg.idle_intervals,
+            max_interval,
+        },
     );
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -166,6 +174,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .max_concurrent_streams(Some(cfg.max_streams_per_connection))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health)

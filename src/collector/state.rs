@@ -36,8 +36,11 @@ pub struct HostEntry {
     pub last_seen_at: Instant,
     /// Stream the latest report came on.
     pub stream: u64,
-    /// Another live stream reports the same host id.
-    pub conflict_with: Option<u64>,
+    /// When another stream last tried to report this host id while this one lived (and was refused), and
+    /// from where.
+    pub twin_refused_at: Option<Instant>,
+    /// Where that twin came from.
+    pub twin_peer: Option<SocketAddr>,
     /// Cycles this collector process missed from the host since its first report (the sum of the reports'
     /// `missed_cycles`), so a gap stays visible after the next report.
     pub missed_cycles_total: u64,
@@ -60,6 +63,19 @@ impl HostEntry {
 pub struct AckInfo {
     /// A message for the agent (conflicts).
     pub message: String,
+    /// The report was refused: another live stream already reports this host id. The stream ends.
+    pub refused: bool,
+}
+
+/// How long a refused twin keeps a host flagged as conflicting.
+const TWIN_MEMORY: Duration = Duration::from_secs(300);
+
+impl HostEntry {
+    /// Another stream claimed this host id recently.
+    pub fn conflict(&self, now: Instant) -> bool {
+        self.twin_refused_at
+            .is_some_and(|t| now.saturating_duration_since(t) <= TWIN_MEMORY)
+    }
 }
 
 /// Counters of the ingest layer, updated without going through the owner (so counting a refusal never
@@ -76,6 +92,12 @@ pub struct IngestStats {
     pub shed: AtomicU64,
     /// Report fields clamped at ingest (a clock off, an over-long text).
     pub clamped: AtomicU64,
+    /// Streams refused because their peer address has `max-streams-per-peer` already.
+    pub rejected_per_peer: AtomicU64,
+    /// Streams ended by the first-report or idle deadline.
+    pub idle_closed: AtomicU64,
+    /// Reports dropped for coming faster than the announced interval.
+    pub rate_limited: AtomicU64,
 }
 
 impl IngestStats {
@@ -140,6 +162,8 @@ pub struct State {
     pub events_tx: broadcast::Sender<Event>,
     /// Event batches the disk refused (kept and retried).
     pub event_write_errors: u64,
+    /// Reports refused because another live stream reports the same host id.
+    pub twins_refused: u64,
     /// Ingest counters (shared with the ingest layer), to see load being shed.
     stats: Option<Arc<IngestStats>>,
     /// Shed reports seen at the last tick, and when the latest shedding was seen.
@@ -171,6 +195,7 @@ impl State {
             store,
             events_tx: broadcast::channel(4096).0,
             event_write_errors: 0,
+            twins_refused: 0,
             stats: None,
             shed_seen: 0,
             shed_at: None,
@@ -289,9 +314,32 @@ impl State {
         {
             self.recent.pop_front();
         }
+        let id = report.host_id.clone();
+        // One live stream per host id: a second claimant is refused while the first lives (no silent
+        // merge of two hosts' reports, no boot ids of one counted as reboots of the other).
+        if let Some(prev) = self.hosts.get_mut(&id)
+            && prev.stream != stream
+            && self.streams.contains_key(&prev.stream)
+        {
+            let peer = self.streams.get(&stream).copied().flatten();
+            let first_peer = self.streams.get(&prev.stream).copied().flatten();
+            if !prev.conflict(now) {
+                tracing::warn!(host_id = %id, stream, peer = ?peer, live_stream = prev.stream, live_peer = ?first_peer,
+                    "a second stream claims a live host id: refused");
+            }
+            prev.twin_refused_at = Some(now);
+            prev.twin_peer = peer;
+            self.twins_refused += 1;
+            return AckInfo {
+                message: format!(
+                    "host id {id:?} is also reported by another live stream{}: refused; fix host-id on one of them",
+                    first_peer.map(|a| format!(" from {a}")).unwrap_or_default()
+                ),
+                refused: true,
+            };
+        }
         self.reporting_streams.insert(stream);
         let mut ack = AckInfo::default();
-        let id = report.host_id.clone();
         let known = self
             .hosts
             .get(&id)
@@ -306,27 +354,19 @@ impl State {
         let events = self.engine.observe(SystemTime::now(), &report);
         let missed = u64::from(report.missed_cycles);
         self.missed_cycles_total = self.missed_cycles_total.saturating_add(missed);
-        let missed_cycles_total =
-            missed.saturating_add(self.hosts.get(&id).map_or(0, |h| h.missed_cycles_total));
-        let conflict_with = match self.hosts.get(&id) {
-            Some(prev) if prev.stream != stream && self.streams.contains_key(&prev.stream) => {
-                let other = self.streams.get(&prev.stream).copied().flatten();
-                // Logged when the conflict starts, not on every report of it.
-                if prev.conflict_with.is_none() {
-                    tracing::warn!(host_id = %id, stream, other_stream = prev.stream, other_peer = ?other,
-                        "host id reported by two live streams");
-                }
-                ack.message = format!(
-                    "host id {id:?} is also reported by another live stream{}: fix host-id on one of them",
-                    other.map(|a| format!(" from {a}")).unwrap_or_default()
-                );
-                Some(prev.stream)
-            }
-            Some(prev) => prev
-                .conflict_with
-                .filter(|s| self.streams.contains_key(s) && *s != stream),
-            None => None,
-        };
+        let prev = self.hosts.get(&id);
+        let missed_cycles_total = missed.saturating_add(prev.map_or(0, |h| h.missed_cycles_total));
+        let (twin_refused_at, twin_peer) = prev
+            .map(|h| (h.twin_refused_at, h.twin_peer))
+            .unwrap_or_default();
+        if let Some(p) = prev.filter(|h| h.conflict(now)) {
+            ack.message = format!(
+                "another stream{} claimed host id {id:?} and was refused: fix host-id on one of them",
+                p.twin_peer
+                    .map(|a| format!(" from {a}"))
+                    .unwrap_or_default()
+            );
+        }
         self.hosts.insert(
             id,
             HostEntry {
@@ -334,7 +374,8 @@ impl State {
                 last_seen: SystemTime::now(),
                 last_seen_at: now,
                 stream,
-                conflict_with,
+                twin_refused_at,
+                twin_peer,
                 missed_cycles_total,
             },
         );
@@ -377,11 +418,6 @@ impl State {
             Cmd::StreamClosed { stream } => {
                 self.streams.remove(&stream);
                 self.reporting_streams.remove(&stream);
-                for h in self.hosts.values_mut() {
-                    if h.conflict_with == Some(stream) {
-                        h.conflict_with = None;
-                    }
-                }
             }
             Cmd::Report {
                 stream,
@@ -407,11 +443,19 @@ impl State {
 }
 
 /// Runs the owner until every sender is gone.
-pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
+pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>, mut queries: mpsc::Receiver<Cmd>) {
     // The systemd watchdog is fed here, by the owner itself at each tick: a wedged or dead owner stops the
     // pings and systemd restarts the collector (`WatchdogSec` in the unit).
     let watchdog = crate::sdnotify::Notifier::from_env();
-    while let Some(cmd) = rx.recv().await {
+    loop {
+        // Unbiased: ingest and queries each get their share, whichever floods.
+        let cmd = tokio::select! {
+            c = rx.recv() => match c {
+                Some(c) => c,
+                None => break,
+            },
+            Some(q) = queries.recv() => q,
+        };
         if matches!(cmd, Cmd::Tick) {
             state.inbox_depth = rx.len();
             watchdog.watchdog_ping();
@@ -425,34 +469,38 @@ pub async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>) {
 pub fn spawn(
     state: State,
     rx: mpsc::Receiver<Cmd>,
+    queries: mpsc::Receiver<Cmd>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
     std::thread::Builder::new()
         .name("hvprobe-state".into())
-        .spawn(move || rt.block_on(run(state, rx)))
+        .spawn(move || rt.block_on(run(state, rx, queries)))
 }
 
 /// A cheap handle for talking to the owner.
 #[derive(Clone)]
 pub struct Handle {
-    /// The owner's inbox.
+    /// The owner's inbox for ingest (reports, stream notices) and its timer.
     pub tx: mpsc::Sender<Cmd>,
+    /// The owner's inbox for queries: separate and bounded, so neither a burst of queries nor a flood of
+    /// reports can starve the other (the owner takes from both fairly).
+    pub queries: mpsc::Sender<Cmd>,
 }
 
 impl Handle {
-    /// Runs `f` on the state and returns its result; `None` if the owner is gone.
+    /// Runs `f` on the state and returns its result; `None` if the owner is gone or its query inbox full.
     pub async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&State) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Query(Box::new(move |s| {
+        // Full query inbox: answer "unavailable" now rather than queue behind a burst.
+        self.queries
+            .try_send(Cmd::Query(Box::new(move |s| {
                 let _ = tx.send(f(s));
             })))
-            .await
             .ok()?;
         rx.await.ok()
     }
@@ -518,7 +566,7 @@ impl State {
             seq: r.seq,
             interval_secs: r.interval.as_secs(),
             agent_version: r.agent_version.clone(),
-            conflict: h.conflict_with.is_some(),
+            conflict: h.conflict(now),
             checks: r
                 .checks
                 .iter()
@@ -594,7 +642,7 @@ mod tests {
     }
 
     #[test]
-    fn two_live_streams_for_one_host_are_a_conflict() {
+    fn a_second_live_stream_for_one_host_is_refused() {
         let mut s = state();
         let t0 = Instant::now();
         s.handle(Cmd::StreamOpened {
@@ -606,19 +654,31 @@ mod tests {
             peer: "10.0.0.7:5000".parse().ok(),
         });
         assert!(s.apply(1, report("hv1", 10), t0).message.is_empty());
-        let ack = s.apply(2, report("hv1", 10), t0);
-        assert!(ack.message.contains("hv1"), "{}", ack.message);
-        assert_eq!(s.hosts["hv1"].conflict_with, Some(1));
-        // The first stream goes away: no conflict any more.
-        s.handle(Cmd::StreamClosed { stream: 1 });
-        assert_eq!(s.hosts["hv1"].conflict_with, None);
-        // A reconnect of the same agent (old stream closed) is not a conflict.
+        let mut twin = report("hv1", 10);
+        twin.boot_id = "other".into();
+        let ack = s.apply(2, twin, t0);
+        assert!(ack.refused && ack.message.contains("hv1"), "{ack:?}");
+        assert_eq!(s.hosts["hv1"].stream, 1, "the first stream keeps the host");
+        assert_eq!(
+            s.hosts["hv1"].report.boot_id, "b",
+            "nothing of the twin merged"
+        );
+        assert!(s.hosts["hv1"].conflict(t0));
+        assert_eq!(s.twins_refused, 1);
+        // The first agent is told at its next report.
+        let ack = s.apply(1, report("hv1", 10), t0);
+        assert!(
+            !ack.refused && ack.message.contains("10.0.0.7:5000"),
+            "{ack:?}"
+        );
+        // A reconnect of the same agent (old stream closed) is not a twin.
         s.handle(Cmd::StreamOpened {
             stream: 3,
             peer: None,
         });
-        s.handle(Cmd::StreamClosed { stream: 2 });
-        assert!(s.apply(3, report("hv1", 10), t0).message.is_empty());
+        s.handle(Cmd::StreamClosed { stream: 1 });
+        assert!(!s.apply(3, report("hv1", 10), t0).refused);
+        assert!(!s.hosts["hv1"].conflict(t0 + Duration::from_secs(301)));
     }
 
     #[test]

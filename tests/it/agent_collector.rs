@@ -402,8 +402,10 @@ async fn over_capacity_new_streams_are_refused_with_a_retry_hint() {
     );
 }
 
+/// Issue 11: a second stream claiming a live host's id was merged into it (its CRIT and OK alternated, its
+/// boot ids counted as reboots). Now it is refused while the first lives, and both agents are told.
 #[test]
-fn a_host_id_claimed_by_two_live_streams_is_reported() {
+fn a_host_id_claimed_by_two_live_streams_is_refused_and_reported() {
     let c = Collector::start("");
     let (h1, h2) = (FixtureHost::kernel_6_18(), FixtureHost::kernel_6_18());
     let a = Agent::start(&h1, "hv-twin", "az1", &[&c.grpc], 1);
@@ -415,12 +417,28 @@ fn a_host_id_claimed_by_two_live_streams_is_reported() {
     assert_eq!(host["host_id"], "hv-twin");
     assert_eq!(c.metric("hvprobe_collector_host_id_conflicts"), Some(1.0));
     // Both agents are told.
-    let told = wait_for(Duration::from_secs(5), || {
-        (a.log().contains("also reported by another live stream")
-            || b.log().contains("also reported by another live stream"))
-        .then_some(())
+    let told = wait_for(Duration::from_secs(10), || {
+        let (la, lb) = (a.log(), b.log());
+        let refused = la.contains("also reported by another live stream")
+            || lb.contains("also reported by another live stream");
+        let warned = la.contains("claimed host id") || lb.contains("claimed host id");
+        (refused && warned).then_some(())
     });
     assert!(told.is_some(), "{}\n{}", a.log(), b.log());
+    // Never merged: one boot id, no reboot from the twin.
+    let events = c.get("/api/v1/events")["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        events.iter().all(|e| e["kind"] != "rebooted"),
+        "{events:#?}"
+    );
+    assert!(
+        c.metric("hvprobe_collector_twin_streams_refused_total")
+            .unwrap()
+            >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ mod corpus_proc;
 mod corpus_wireguard;
 mod dns_real_servers;
 mod fleet_correlation;
+mod hostile_clients;
 mod oracle_node_exporter;
 mod proto_compat;
 mod rates_across_cycles;

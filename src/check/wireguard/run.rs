@@ -230,7 +230,8 @@ impl WireguardCheck {
             ));
         }
         let path = ctx.root.path(format!("{}/{name}.sock", self.cfg.uapi_dir));
-        uapi::get(name, &path).await.map_err(|e| match e {
+        let within = Duration::from_millis((self.cfg.timeout_ms / 3).max(100));
+        uapi::get(name, &path, within).await.map_err(|e| match e {
             uapi::GetError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 format!("{}: permission denied", path.display())
             }

@@ -217,7 +217,19 @@ pub enum GetError {
 }
 
 /// Sends `get=1` on a UAPI socket and parses the reply.
-pub async fn get(name: &str, socket: &Path) -> Result<Device, GetError> {
+pub async fn get(name: &str, socket: &Path, within: std::time::Duration) -> Result<Device, GetError> {
+    // A daemon that accepts and never answers must not hold the check (and the next cycles) forever.
+    tokio::time::timeout(within, get_unbounded(name, socket))
+        .await
+        .map_err(|_| {
+            GetError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no complete reply within {} ms", within.as_millis()),
+            ))
+        })?
+}
+
+async fn get_unbounded(name: &str, socket: &Path) -> Result<Device, GetError> {
     let mut s = tokio::net::UnixStream::connect(socket).await?;
     s.write_all(b"get=1\n\n").await?;
     let mut buf = Vec::with_capacity(4096);

@@ -1,0 +1,154 @@
+//! A collector nobody can crash or starve (issue 11): idle streams, a flooding stream and absurd field
+//! values from real gRPC clients on loopback against the real collector process — and after each, a real
+//! agent still reports and a fresh fault still opens a verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
+
+use std::time::Duration;
+
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::support::{Agent, Collector, FixtureHost, wait_for};
+use hvprobe::pb;
+
+fn report(host_id: &str, seq: u64) -> pb::Report {
+    pb::Report {
+        host_id: host_id.into(),
+        az: "az9".into(),
+        interval_secs: 1,
+        seq,
+        ..Default::default()
+    }
+}
+
+async fn client(addr: &str) -> pb::ingest_client::IngestClient<tonic::transport::Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::ingest_client::IngestClient::new(ch)
+}
+
+/// The fleet still works: a real agent reports, and a fault injected into its root opens a verdict.
+fn still_works(c: &Collector, id: &str) {
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, id, "az-ok", &[&c.grpc], 1);
+    wait_for(Duration::from_secs(30), || {
+        c.host(id).filter(|h| h["status"] == "ok")
+    })
+    .unwrap_or_else(|| panic!("{id} did not report: {:?}\n{}", c.hosts(), c.log()));
+    host.set_conntrack(950, 1000);
+    wait_for(Duration::from_secs(20), || {
+        let z = c.get("/api/v1/zones?az=az-ok");
+        (z["zones"][0]["verdicts"].as_array()?.len() == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no verdict for {id}: {}", c.get("/api/v1/zones")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_idle_streams_neither_hold_their_slots_nor_starve_agents() {
+    let c = Collector::start("first-report-timeout-ms = 8000\nmax-streams-per-peer = 256");
+    let grpc = c.grpc.clone();
+    // 300 streams that never send, 3 per connection.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        let mut cl = client(&grpc).await;
+        for _ in 0..3 {
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::Report>(1);
+            match cl.stream(ReceiverStream::new(rx)).await {
+                Ok(r) => held.push((tx, r.into_inner())),
+                Err(s) => {
+                    assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s}");
+                    assert!(s.message().contains("max-streams-per-peer"), "{s}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        (held.len(), refused),
+        (256, 44),
+        "one address holds at most 256 streams\n{}",
+        c.log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    // None of them sends: each is ended by the first-report deadline.
+    for (_tx, acks) in &mut held {
+        let end = tokio::time::timeout(Duration::from_secs(20), acks.message())
+            .await
+            .unwrap();
+        let status = end.expect_err("an idle stream was kept");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
+    }
+    let c = tokio::task::spawn_blocking(move || {
+        assert!(
+            c.metric("hvprobe_collector_rejected_streams_total{reason=\"idle\"}")
+                .unwrap()
+                >= 256.0
+        );
+        assert_eq!(
+            c.metric("hvprobe_collector_rejected_streams_total{reason=\"per_peer\"}"),
+            Some(44.0)
+        );
+        still_works(&c, "hv-after-idle");
+        c
+    })
+    .await
+    .unwrap();
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_stream_is_rate_limited_and_absurd_values_crash_nothing() {
+    let c = Collector::start("");
+    let grpc = c.grpc.clone();
+    // A stream sending 2,000 reports as fast as it can, each claiming a 1 s interval.
+    let mut cl = client(&grpc).await;
+    let flood = tokio_stream::iter((1..=2000).map(|seq| report("hv-flood", seq)));
+    let mut acks = cl.stream(flood).await.unwrap().into_inner();
+    let mut n = 0;
+    while let Ok(Some(_)) = acks.message().await {
+        n += 1;
+    }
+    assert!(n > 1900, "every report was answered ({n})");
+    // Absurd values: a clock in microseconds, a boot time at the end of time, a NaN CPU, huge texts.
+    let absurd = pb::Report {
+        observed_at_unix_ms: 1_000_000_000_000_000,
+        boot_time_unix: Some(u64::MAX),
+        agent_version: "v".repeat(10_000),
+        boot_id: "é".repeat(5000),
+        missed_cycles: u32::MAX,
+        agent: Some(pb::AgentSelf {
+            rss_bytes: u64::MAX,
+            cpu_seconds: f64::NAN,
+        }),
+        ..report("hv-absurd", u64::MAX)
+    };
+    let mut cl = client(&grpc).await;
+    let mut acks = cl
+        .stream(tokio_stream::iter(vec![
+            absurd.clone(),
+            pb::Report {
+                missed_cycles: u32::MAX,
+                ..absurd
+            },
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Ok(Some(_)) = acks.message().await {}
+    tokio::task::spawn_blocking(move || {
+        let limited = c
+            .metric("hvprobe_collector_rate_limited_reports_total")
+            .unwrap();
+        assert!(limited > 1000.0, "the flood was dropped: {limited}");
+        assert!(c.metric("hvprobe_collector_clamped_fields_total").unwrap() >= 4.0);
+        let h = c.get("/api/v1/hosts/hv-absurd");
+        assert_eq!(h["host_id"], "hv-absurd", "{h}");
+        assert!(h["agent_version"].as_str().unwrap().len() <= 64, "{h}");
+        assert!(h["observed_at"].as_str().unwrap().starts_with("20"), "{h}");
+        still_works(&c, "hv-after-flood");
+    })
+    .await
+    .unwrap();
+}
