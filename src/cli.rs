@@ -56,6 +56,25 @@ struct StatusArgs {
     /// Only this AZ.
     #[arg(long, value_name = "NAME")]
     az: Option<String>,
+    #[command(flatten)]
+    creds: Credentials,
+}
+
+/// How to reach a collector that speaks TLS (`https://` URLs) and requires authentication.
+#[derive(Debug, Args, Clone)]
+struct Credentials {
+    /// CA certificate (PEM) that signs the collector's certificate; implies TLS.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) from the collector's client CA.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A file holding the API bearer token (instead of a client certificate).
+    #[arg(long, value_name = "FILE", env = "HVPROBE_API_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +91,8 @@ struct TimelineArgs {
     /// At most this many events.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     limit: u32,
+    #[command(flatten)]
+    creds: Credentials,
 }
 
 #[derive(Debug, Args)]
@@ -159,26 +180,78 @@ pub fn main() -> i32 {
     }
 }
 
-fn collector_url(s: &str) -> String {
+fn collector_url(s: &str, tls: bool) -> String {
     if s.starts_with("http://") || s.starts_with("https://") {
         s.to_owned()
+    } else if tls {
+        format!("https://{s}")
     } else {
         format!("http://{s}")
     }
 }
 
-async fn query_client(
-    url: &str,
-) -> Result<crate::pb::query_client::QueryClient<tonic::transport::Channel>, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(collector_url(url))
+/// Adds `authorization: Bearer <token>` to every call when a token is given.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type QueryClient = crate::pb::query_client::QueryClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+fn client_tls(c: &Credentials) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    let Some(ca) = &c.ca else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| crate::tls::read_pem(p).map_err(|e| e.to_string());
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        ));
+    }
+    Ok(Some(tls))
+}
+
+async fn query_client(url: &str, creds: &Credentials) -> Result<QueryClient, String> {
+    let tls = client_tls(creds)?;
+    let token = match &creds.token_file {
+        None => None,
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let v = format!("Bearer {}", t.trim())
+                .parse()
+                .map_err(|_| format!("{}: not a usable token", p.display()))?;
+            Some(v)
+        }
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(collector_url(url, tls.is_some()))
         .map_err(|e| format!("--collector {url}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("--collector {url}: TLS: {e}"))?;
+    }
     let channel = endpoint
         .connect()
         .await
         .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
-    Ok(crate::pb::query_client::QueryClient::new(channel))
+    Ok(crate::pb::query_client::QueryClient::with_interceptor(
+        channel,
+        Bearer(token),
+    ))
 }
 
 fn print(text: &str) {
@@ -189,9 +262,9 @@ fn print(text: &str) {
 
 /// Runs one query against a collector: connects, calls `f`, and maps failures to exit codes (70 when the
 /// runtime cannot start, 3 when the collector cannot be reached or answers with an error).
-fn ask_collector<T, F, Fut>(url: &str, f: F) -> Result<T, i32>
+fn ask_collector<T, F, Fut>(url: &str, creds: &Credentials, f: F) -> Result<T, i32>
 where
-    F: FnOnce(crate::pb::query_client::QueryClient<tonic::transport::Channel>) -> Fut,
+    F: FnOnce(QueryClient) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let rt = runtime().map_err(|e| {
@@ -199,7 +272,7 @@ where
         exit::SOFTWARE
     })?;
     rt.block_on(async {
-        let client = query_client(url).await?;
+        let client = query_client(url, creds).await?;
         f(client)
             .await
             .map(tonic::Response::into_inner)
@@ -213,7 +286,7 @@ where
 
 fn status(args: StatusArgs) -> i32 {
     let az = args.az.clone();
-    match ask_collector(&args.collector, |mut c| async move {
+    match ask_collector(&args.collector, &args.creds, |mut c| async move {
         c.zones(crate::pb::ZonesRequest { az }).await
     }) {
         Ok(z) => {
@@ -240,10 +313,9 @@ fn timeline(args: TimelineArgs) -> i32 {
         az: args.az.clone(),
         limit: args.limit,
     };
-    match ask_collector(
-        &args.collector,
-        |mut c| async move { c.events(request).await },
-    ) {
+    match ask_collector(&args.collector, &args.creds, |mut c| async move {
+        c.events(request).await
+    }) {
         Ok(r) => {
             let events: Vec<_> = r.events.iter().map(crate::wire::event_from_pb).collect();
             print(&diag::fleet::timeline_markdown(&events));

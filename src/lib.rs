@@ -31,5 +31,6 @@ pub mod pb;
 pub mod problems;
 pub mod report;
 pub mod sdnotify;
+pub mod tls;
 pub mod util;
 pub mod wire;

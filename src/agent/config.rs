@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub reconnect_max_secs: u64,
     /// Deadline of one connection attempt.
     pub connect_timeout_ms: u64,
+    /// `[agent.tls]`: speak TLS to the collectors, verify them against `ca`, present `cert`.
+    pub tls: Option<crate::tls::AgentTls>,
 }
 
 impl Default for AgentConfig {
@@ -40,6 +42,7 @@ impl Default for AgentConfig {
             root: "/".into(),
             reconnect_max_secs: 120,
             connect_timeout_ms: 5000,
+            tls: None,
         }
     }
 }
@@ -91,5 +94,8 @@ impl AgentConfig {
             p.push("reconnect-max-secs", "must be between 1 and 3600");
         }
         p.timeout("connect-timeout-ms", self.connect_timeout_ms);
+        if let Some(t) = &self.tls {
+            p.scoped("tls.", |p| t.validate(p));
+        }
     }
 }

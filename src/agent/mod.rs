@@ -69,6 +69,8 @@ pub struct Settings {
     pub reconnect_max: Duration,
     /// Connection deadline.
     pub connect_timeout: Duration,
+    /// TLS to the collectors.
+    pub tls: Option<crate::tls::AgentTls>,
 }
 
 /// Merges `[agent]` and the flags, and validates the result (errors name the key).
@@ -125,6 +127,7 @@ pub fn settings(section: Option<&AgentConfig>, o: &Overrides) -> Result<Settings
         root: HostRoot::new(a.root),
         reconnect_max: Duration::from_secs(a.reconnect_max_secs),
         connect_timeout: Duration::from_millis(a.connect_timeout_ms),
+        tls: a.tls,
     })
 }
 
@@ -157,6 +160,22 @@ impl SelfStats {
             cpu_seconds: p.accumulated_cpu_time() as f64 / 1000.0,
         })
     }
+}
+
+/// The agent's TLS client configuration: the collectors' CA and the agent's own certificate.
+fn client_tls(
+    t: &crate::tls::AgentTls,
+) -> Result<tonic::transport::ClientTlsConfig, crate::tls::TlsError> {
+    let ca = crate::tls::read_pem(&t.ca)?;
+    let cert = crate::tls::read_pem(&t.cert)?;
+    let key = crate::tls::read_pem(&t.key)?;
+    // Parsed here too, so a bad file is named at start rather than at the first connection.
+    crate::tls::load_certs(&t.ca)?;
+    crate::tls::load_certs(&t.cert)?;
+    crate::tls::load_key(&t.key)?;
+    Ok(tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .identity(tonic::transport::Identity::from_pem(cert, key)))
 }
 
 /// The random part of the next cycle's start.
@@ -198,6 +217,13 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
     let ctx = Context::new(s.root.clone(), Mode::Agent);
     let (report_tx, report_rx) = watch::channel::<Option<Arc<crate::pb::Report>>>(None);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let tls = match s.tls.as_ref().map(client_tls).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the TLS configuration");
+            return 1;
+        }
+    };
     let mut uplinks = tokio::task::JoinSet::new();
     for target in &s.collectors {
         let cfg = uplink::UplinkConfig {
@@ -207,6 +233,7 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
             connect_timeout: s.connect_timeout,
             // A few intervals without an ack (at least 15 s): the stream is dead even if TCP does not know.
             ack_timeout: (s.interval * 3).max(Duration::from_secs(15)),
+            tls: tls.clone(),
         };
         uplinks.spawn(uplink::run(cfg, report_rx.clone(), shutdown_rx.clone()));
     }

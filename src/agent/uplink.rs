@@ -111,6 +111,8 @@ pub struct UplinkConfig {
     /// No ack for this long while reports are being sent: the connection is dead or the collector wedged
     /// (a half-open TCP connection acks nothing); reconnect.
     pub ack_timeout: Duration,
+    /// TLS to the collector (its certificate verified by DNS name, or by IP address when dialled by one).
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Why a session ended.
@@ -246,7 +248,8 @@ async fn session(
     backoff: &mut Backoff,
     connected_once: &mut bool,
 ) -> End {
-    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let endpoint = match Endpoint::from_shared(format!("{scheme}://{addr}")) {
         Ok(e) => e
             .connect_timeout(cfg.connect_timeout)
             .tcp_nodelay(true)
@@ -254,6 +257,19 @@ async fn session(
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true),
         Err(e) => return failed(e.to_string()),
+    };
+    let endpoint = match &cfg.tls {
+        None => endpoint,
+        Some(tls) => {
+            let tls = match &cfg.target {
+                Target::Name(host, _) => tls.clone().domain_name(host.clone()),
+                Target::Addr(_) => tls.clone(),
+            };
+            match endpoint.tls_config(tls) {
+                Ok(e) => e,
+                Err(e) => return failed(format!("TLS: {e}")),
+            }
+        }
     };
     let channel = tokio::select! {
         c = endpoint.connect() => match c {
@@ -363,6 +379,16 @@ fn refused(status: &tonic::Status, established: bool) -> End {
         .and_then(|v| v.parse::<u64>().ok());
     match (status.code(), hint) {
         (tonic::Code::ResourceExhausted, Some(ms)) => End::RetryAfter(Duration::from_millis(ms)),
+        // Not a network problem: the collector says no to this agent (its certificate, its host id).
+        (
+            tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::AlreadyExists,
+            _,
+        ) => End::Failed {
+            why: format!("the collector refused this agent: {}", status.message()),
+            established,
+        },
         _ => End::Failed {
             why: format!("{}: {}", status.code(), status.message()),
             established,

@@ -1,8 +1,11 @@
 //! `[collector]` of the configuration file: where the collector listens and how it protects itself.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::problems::Problems;
+use crate::tls::CollectorTls;
 
 /// `[collector]`: where `hvprobe collector` listens and how it protects itself.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -34,6 +37,10 @@ pub struct CollectorConfig {
     pub max_streams_per_connection: u32,
     /// Most concurrent streams from one peer address (sites behind NAT share one).
     pub max_streams_per_peer: usize,
+    /// `[collector.tls]`: serve TLS, require agents' client certificates and bind reports to them.
+    pub tls: Option<CollectorTls>,
+    /// A file holding the bearer token of the HTTP API and the Query service (with TLS).
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for CollectorConfig {
@@ -52,6 +59,8 @@ impl Default for CollectorConfig {
             idle_intervals: 5,
             max_streams_per_connection: 4,
             max_streams_per_peer: 256,
+            tls: None,
+            api_token_file: None,
         }
     }
 }
@@ -93,6 +102,15 @@ impl CollectorConfig {
         }
         if self.max_streams_per_peer == 0 {
             p.push("max-streams-per-peer", "must be positive");
+        }
+        if let Some(t) = &self.tls {
+            p.scoped("tls.", |p| t.validate(p));
+        }
+        if self.api_token_file.is_some() && self.tls.is_none() {
+            p.push(
+                "api-token-file",
+                "needs [collector.tls]: a token sent in plaintext protects nothing",
+            );
         }
         if !(1000..=1_000_000_000).contains(&self.max_events) {
             p.push("max-events", "must be between 1000 and 1000000000");

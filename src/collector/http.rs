@@ -34,6 +34,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/zones", get(zones))
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
 }
@@ -238,7 +239,18 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
             ("{reason=\"shed\"}".into(), r(&stats.shed)),
             ("{reason=\"per_peer\"}".into(), r(&stats.rejected_per_peer)),
             ("{reason=\"idle\"}".into(), r(&stats.idle_closed)),
+            ("{reason=\"identity\"}".into(), r(&stats.rejected_identity)),
         ],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed: plaintext clients, foreign CAs, timeouts.",
+        &[(
+            String::new(),
+            stats.tls_failed.load(Ordering::Relaxed) as f64,
+        )],
     );
     family(
         &mut out,

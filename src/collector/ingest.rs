@@ -26,11 +26,14 @@ use tonic::{Request, Response, Status, Streaming};
 use super::state::{Cmd, Handle, IngestStats};
 use crate::pb;
 use crate::report::{self, HostReport};
+use crate::tls::CertIdentity;
 use crate::wire;
 
 /// The limits of one collector's ingest.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// TLS is configured: a stream needs a client certificate, and it must name every report's host.
+    pub tls_required: bool,
     /// All streams.
     pub max_streams: usize,
     /// Streams from one peer address.
@@ -139,6 +142,10 @@ impl Drop for Slot {
 /// What one stream's task needs.
 struct StreamCtx {
     stream: u64,
+    /// With TLS: who the client certificate names; every report's host must be one of them.
+    identity: Option<CertIdentity>,
+    /// Fires when a newer stream of the same certificate replaces this one.
+    replaced: Option<oneshot::Receiver<()>>,
     peer: Option<SocketAddr>,
     state: Handle,
     stats: Arc<IngestStats>,
@@ -170,11 +177,20 @@ fn accept(ctx: &StreamCtx, msg: &pb::Report) -> Result<HostReport, Status> {
 
 impl StreamCtx {
     /// Runs the stream until it ends; every way out is counted and ends only this stream.
-    async fn run(self, mut inbound: Streaming<pb::Report>) {
+    async fn run(mut self, mut inbound: Streaming<pb::Report>) {
         let mut deadline = self.limits.first_report;
         let mut last_accepted: Option<(Instant, Duration)> = None;
+        let mut replaced = self.replaced.take();
         loop {
-            let msg = match tokio::time::timeout(deadline, inbound.message()).await {
+            let next = tokio::time::timeout(deadline, inbound.message());
+            let msg = tokio::select! {
+                r = next => r,
+                _ = async { match replaced.as_mut() { Some(r) => { let _ = r.await; } None => std::future::pending().await } } => {
+                    let _ = self.tx.send(Err(Status::aborted("replaced by a newer stream of the same certificate"))).await;
+                    break;
+                }
+            };
+            let msg = match msg {
                 Err(_) => {
                     IngestStats::bump(&self.stats.idle_closed);
                     let why = if last_accepted.is_none() {
@@ -202,6 +218,23 @@ impl StreamCtx {
                     break;
                 }
             };
+            if let Some(id) = &self.identity
+                && !id.allows(&report.host_id, &report.az)
+            {
+                IngestStats::bump(&self.stats.rejected_identity);
+                tracing::warn!(stream = self.stream, peer = ?self.peer, host_id = %report.host_id, az = %report.az,
+                    certificate = %id.describe(), "a report for a host its certificate does not name: refused");
+                let _ = self
+                    .tx
+                    .send(Err(Status::permission_denied(format!(
+                        "the client certificate names {}, not host_id {:?} in az {:?}",
+                        id.describe(),
+                        report.host_id,
+                        report.az
+                    ))))
+                    .await;
+                break;
+            }
             let interval = report.interval.min(self.limits.max_interval);
             deadline = interval.saturating_mul(self.limits.idle_intervals);
             let now = Instant::now();
@@ -283,11 +316,28 @@ impl pb::ingest_server::Ingest for IngestService {
         request: Request<Streaming<pb::Report>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
+        let identity = if self.limits.tls_required {
+            match request.peer_certs() {
+                Some(certs) if !certs.is_empty() => Some(CertIdentity::of(&certs[0])),
+                _ => {
+                    IngestStats::bump(&self.stats.rejected_identity);
+                    return Err(Status::unauthenticated(
+                        "a client certificate signed by the collector's client-ca is required",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let slot = self.admit(peer)?;
         let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
+        let (cancel, replaced) = oneshot::channel();
+        let identity_key = identity.as_ref().map(CertIdentity::key);
         let ctx = StreamCtx {
             stream,
+            identity,
+            replaced: Some(replaced),
             peer,
             state: self.state.clone(),
             stats: self.stats.clone(),
@@ -298,7 +348,14 @@ impl pb::ingest_server::Ingest for IngestService {
         let inbound = request.into_inner();
         tokio::spawn(async move {
             let _slot = slot;
-            ctx.state.notify(Cmd::StreamOpened { stream, peer }).await;
+            ctx.state
+                .notify(Cmd::StreamOpened {
+                    stream,
+                    peer,
+                    identity: identity_key,
+                    cancel: Some(cancel),
+                })
+                .await;
             ctx.run(inbound).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))

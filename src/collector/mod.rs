@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod query;
 #[cfg(test)]
 mod robustness;
+pub mod serve;
 pub mod state;
 pub mod store;
 
@@ -76,6 +77,40 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {a} ({what}): {e}"))
 }
 
+/// The TLS configurations of both ports (gRPC speaks HTTP/2, the API HTTP/1.1).
+struct Tls {
+    grpc: crate::tls::ServerTls,
+    http: crate::tls::ServerTls,
+}
+
+impl Tls {
+    fn load(files: &crate::tls::CollectorTls) -> Result<Tls, crate::tls::TlsError> {
+        Ok(Tls {
+            grpc: crate::tls::ServerTls::load(files, &[b"h2"])?,
+            http: crate::tls::ServerTls::load(files, &[b"http/1.1"])?,
+        })
+    }
+}
+
+/// SIGHUP: re-reads the certificates, the client CA and the API token. Connections already up keep their
+/// session (healthy streams are not dropped); a file that fails leaves the configuration in use.
+fn reload(tls: Option<&Tls>, auth: &serve::Auth, cfg: &CollectorConfig) {
+    if let Some(t) = tls {
+        match t.grpc.reload().and_then(|()| t.http.reload()) {
+            Ok(()) => tracing::info!("TLS certificates and client CA reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; the previous configuration stays")
+            }
+        }
+    }
+    match auth.load_token(cfg.api_token_file.as_deref()) {
+        Ok(()) => tracing::info!("API token reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot re-read api-token-file; the previous token stays")
+        }
+    }
+}
+
 /// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let db = PathBuf::from(&cfg.db);
@@ -112,6 +147,13 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let tls = match cfg.tls.as_ref().map(Tls::load).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the TLS configuration");
             return 1;
         }
     };
@@ -153,6 +195,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         handle.clone(),
         stats.clone(),
         ingest::Limits {
+            tls_required: cfg.tls.is_some(),
             max_streams: cfg.max_streams,
             max_streams_per_peer: cfg.max_streams_per_peer,
             retry_after: Duration::from_millis(cfg.retry_after_ms),
@@ -171,33 +214,54 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     };
     let grpc_addr = grpc.local_addr().ok();
     let web_addr = web.local_addr().ok();
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .max_concurrent_streams(Some(cfg.max_streams_per_connection))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(health)
-            .add_service(
-                pb::ingest_server::IngestServer::new(ingest)
-                    .max_decoding_message_size(cfg.max_message_bytes),
-            )
-            .add_service(pb::query_server::QueryServer::new(query))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+    let auth = serve::Auth {
+        required: tls.is_some(),
+        ..serve::Auth::default()
+    };
+    if let Err(e) = auth.load_token(cfg.api_token_file.as_deref()) {
+        tracing::error!(error = %e, file = ?cfg.api_token_file, "cannot read api-token-file");
+        return 1;
+    }
+    let query_auth = auth.clone();
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(cfg.max_streams_per_connection))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(
+            pb::ingest_server::IngestServer::new(ingest)
+                .max_decoding_message_size(cfg.max_message_bytes),
+        )
+        .add_service(pb::query_server::QueryServer::with_interceptor(
+            query,
+            move |req: tonic::Request<()>| query::authorize(&query_auth, req),
+        ));
+    let grpc_task =
+        match &tls {
+            None => tokio::spawn(router.serve_with_incoming_shutdown(
+                serve::tcp_incoming(grpc),
                 wait_stop(stop_rx.clone()),
-            ),
-    );
-    let router = http::router(http::Api {
+            )),
+            Some(t) => tokio::spawn(router.serve_with_incoming_shutdown(
+                serve::tls_incoming(grpc, t.grpc.clone(), stats.tls_failed.clone()),
+                wait_stop(stop_rx.clone()),
+            )),
+        };
+    let app = http::router(http::Api {
         state: handle.clone(),
-        stats,
+        stats: stats.clone(),
         db,
-    });
-    let web_task = tokio::spawn(async move {
-        axum::serve(web, router)
-            .with_graceful_shutdown(wait_stop(stop_rx))
-            .await
-    });
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        auth.clone(),
+        serve::require_auth,
+    ));
+    let web_task = tokio::spawn(serve::serve_http(
+        web,
+        tls.as_ref().map(|t| t.http.clone()),
+        app,
+        stop_rx.clone(),
+    ));
     tracing::info!(grpc = ?grpc_addr, http = ?web_addr, max_streams = cfg.max_streams, "collector started");
     let notifier = crate::sdnotify::Notifier::from_env();
     notifier.ready();
@@ -211,16 +275,26 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     // The state owner ends only when every sender is gone (shutdown); ending before that means it died
     // (a bug): exit non-zero so systemd restarts the collector, rather than serve 503s while healthy.
     let mut owner_done = tokio::task::spawn_blocking(move || owner.join());
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-        r = &mut owner_done => {
-            let why = match r {
-                Ok(Err(_)) => "panicked",
-                _ => "ended",
-            };
-            tracing::error!(why, "the state owner died; exiting so the service manager restarts the collector");
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler");
             return crate::exit::SOFTWARE;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => reload(tls.as_ref(), &auth, &cfg),
+            r = &mut owner_done => {
+                let why = match r {
+                    Ok(Err(_)) => "panicked",
+                    _ => "ended",
+                };
+                tracing::error!(why, "the state owner died; exiting so the service manager restarts the collector");
+                return crate::exit::SOFTWARE;
+            }
         }
     }
     tracing::info!("stopping");

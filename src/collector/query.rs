@@ -28,6 +28,24 @@ impl QueryService {
     }
 }
 
+/// The Query service's gate: with TLS, a client certificate from the CA or the API bearer token.
+pub fn authorize(auth: &super::serve::Auth, req: Request<()>) -> Result<Request<()>, Status> {
+    if !auth.required || req.peer_certs().is_some_and(|c| !c.is_empty()) {
+        return Ok(req);
+    }
+    let bearer = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth.bearer_ok(bearer) {
+        Ok(req)
+    } else {
+        Err(Status::unauthenticated(
+            "a client certificate from client-ca, or authorization: Bearer <api token>",
+        ))
+    }
+}
+
 /// Reads events from the database on the blocking pool (WAL: beside the writer, never blocking it).
 pub async fn load_events(
     db: PathBuf,

@@ -98,6 +98,10 @@ pub struct IngestStats {
     pub idle_closed: AtomicU64,
     /// Reports dropped for coming faster than the announced interval.
     pub rate_limited: AtomicU64,
+    /// TLS handshakes that failed (plaintext clients, foreign CAs, timeouts).
+    pub tls_failed: Arc<AtomicU64>,
+    /// Streams ended because a report named a host its certificate does not.
+    pub rejected_identity: AtomicU64,
 }
 
 impl IngestStats {
@@ -115,6 +119,10 @@ pub enum Cmd {
         stream: u64,
         /// Remote address.
         peer: Option<SocketAddr>,
+        /// The client certificate's identity (with TLS): a newer stream of the same identity replaces it.
+        identity: Option<String>,
+        /// Ends the stream when it is replaced.
+        cancel: Option<oneshot::Sender<()>>,
     },
     /// A stream ended.
     StreamClosed {
@@ -142,6 +150,8 @@ pub struct State {
     pub hosts: BTreeMap<String, HostEntry>,
     /// Live streams and their peers.
     pub streams: HashMap<u64, Option<SocketAddr>>,
+    /// Live streams' certificate identities and the handles that end them.
+    stream_ids: HashMap<u64, (Option<String>, Option<oneshot::Sender<()>>)>,
     /// Streams that sent at least one report.
     pub reporting_streams: HashSet<u64>,
     /// Reports accepted.
@@ -185,6 +195,7 @@ impl State {
         State {
             hosts: BTreeMap::new(),
             streams: HashMap::new(),
+            stream_ids: HashMap::new(),
             reporting_streams: HashSet::new(),
             reports_total: 0,
             missed_cycles_total: 0,
@@ -317,6 +328,22 @@ impl State {
         let id = report.host_id.clone();
         // One live stream per host id: a second claimant is refused while the first lives (no silent
         // merge of two hosts' reports, no boot ids of one counted as reboots of the other).
+        let identity_of = |s: &State, st: u64| s.stream_ids.get(&st).and_then(|m| m.0.clone());
+        let replaces = self.hosts.get(&id).and_then(|prev| {
+            let mine = identity_of(self, stream)?;
+            (prev.stream != stream && identity_of(self, prev.stream).as_ref() == Some(&mine))
+                .then_some(prev.stream)
+        });
+        if let Some(old) = replaces {
+            // The same certificate reconnected (its old connection may be half-open): the newer stream
+            // takes over, the older one is ended.
+            if let Some(cancel) = self.stream_ids.get_mut(&old).and_then(|m| m.1.take()) {
+                let _ = cancel.send(());
+            }
+            self.streams.remove(&old);
+            self.reporting_streams.remove(&old);
+            tracing::info!(host_id = %id, stream, replaced = old, "a newer stream of the same certificate replaces the older one");
+        }
         if let Some(prev) = self.hosts.get_mut(&id)
             && prev.stream != stream
             && self.streams.contains_key(&prev.stream)
@@ -412,11 +439,18 @@ impl State {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::StreamOpened { stream, peer } => {
+            Cmd::StreamOpened {
+                stream,
+                peer,
+                identity,
+                cancel,
+            } => {
                 self.streams.insert(stream, peer);
+                self.stream_ids.insert(stream, (identity, cancel));
             }
             Cmd::StreamClosed { stream } => {
                 self.streams.remove(&stream);
+                self.stream_ids.remove(&stream);
                 self.reporting_streams.remove(&stream);
             }
             Cmd::Report {
@@ -648,10 +682,14 @@ mod tests {
         s.handle(Cmd::StreamOpened {
             stream: 1,
             peer: None,
+            identity: None,
+            cancel: None,
         });
         s.handle(Cmd::StreamOpened {
             stream: 2,
             peer: "10.0.0.7:5000".parse().ok(),
+            identity: None,
+            cancel: None,
         });
         assert!(s.apply(1, report("hv1", 10), t0).message.is_empty());
         let mut twin = report("hv1", 10);
@@ -675,6 +713,8 @@ mod tests {
         s.handle(Cmd::StreamOpened {
             stream: 3,
             peer: None,
+            identity: None,
+            cancel: None,
         });
         s.handle(Cmd::StreamClosed { stream: 1 });
         assert!(!s.apply(3, report("hv1", 10), t0).refused);

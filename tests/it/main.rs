@@ -19,4 +19,5 @@ mod oracle_node_exporter;
 mod proto_compat;
 mod rates_across_cycles;
 mod scenarios;
+mod tls;
 mod wireguard_real;

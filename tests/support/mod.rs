@@ -708,8 +708,45 @@ impl Collector {
         c
     }
 
+    /// Starts a collector whose ports speak TLS (`extra` holds its `[collector.tls]` table): ready when its
+    /// log says so, since plaintext probes no longer get an answer.
+    pub fn start_tls(extra: &str) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        std::fs::write(
+            dir.path().join("collector.toml"),
+            format!(
+                "[collector]\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndb = \"{}\"\n{extra}\n",
+                dir.path().join("events.db").display()
+            ),
+        )
+        .expect("write collector.toml");
+        let mut c = Collector {
+            child: None,
+            grpc,
+            http,
+            dir,
+        };
+        c.spawn();
+        wait_for(std::time::Duration::from_secs(10), || {
+            c.log().contains("collector started").then_some(())
+        })
+        .unwrap_or_else(|| panic!("collector did not come up: {}", c.log()));
+        c
+    }
+
     /// (Re)starts the process on the same ports and waits until its API answers.
     pub fn restart(&mut self) {
+        self.spawn();
+        let http = self.http.clone();
+        wait_for(std::time::Duration::from_secs(10), || {
+            http_get(&http, "/api/v1/hosts").filter(|(s, _)| *s == 200)
+        })
+        .unwrap_or_else(|| panic!("collector did not come up: {}", self.log()));
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("collector.log")).expect("log");
         let child = hvprobe()
             .current_dir(self.dir.path())
@@ -721,11 +758,6 @@ impl Collector {
             .spawn()
             .expect("start collector");
         self.child = Some(ChildGuard(child));
-        let http = self.http.clone();
-        wait_for(std::time::Duration::from_secs(10), || {
-            http_get(&http, "/api/v1/hosts").filter(|(s, _)| *s == 200)
-        })
-        .unwrap_or_else(|| panic!("collector did not come up: {}", self.log()));
     }
 
     /// SIGKILL, as a crash or a power cut would.
@@ -805,12 +837,25 @@ impl Agent {
         interval_secs: u64,
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::start_cfg(host, id, az, collectors, interval_secs, env, "")
+    }
+
+    /// With `agent_extra` (e.g. an `[agent.tls]` table) after the `[agent]` keys.
+    pub fn start_cfg(
+        host: &FixtureHost,
+        id: &str,
+        az: &str,
+        collectors: &[&str],
+        interval_secs: u64,
+        env: &[(&str, &str)],
+        agent_extra: &str,
+    ) -> Agent {
         let list: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
         let cfg = host.path(&format!("agent-{id}.toml"));
         std::fs::write(
             &cfg,
             format!(
-                "[agent]\nhost-id = \"{id}\"\naz = \"{az}\"\ninterval-secs = {interval_secs}\ncollectors = [{}]\nroot = \"{}\"\nreconnect-max-secs = 5\n\n[[check]]\nkind = \"dns\"\nenabled = false\n\n[[check]]\nkind = \"wireguard\"\nenabled = false\n",
+                "[agent]\nhost-id = \"{id}\"\naz = \"{az}\"\ninterval-secs = {interval_secs}\ncollectors = [{}]\nroot = \"{}\"\nreconnect-max-secs = 5\n{agent_extra}\n\n[[check]]\nkind = \"dns\"\nenabled = false\n\n[[check]]\nkind = \"wireguard\"\nenabled = false\n",
                 list.join(", "),
                 host.root_str()
             ),
