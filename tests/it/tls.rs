@@ -232,8 +232,19 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
         assert!(!all.contains(intruder), "{intruder} got in: {all}");
     }
     assert!(c.metric_tls(&pki, "hvprobe_collector_tls_handshake_failures_total") >= 2.0);
-    // The legitimate agents still report.
+    // The legitimate agents still report, and a fresh fault still opens a verdict.
     assert!(reporting(&c, &pki, "hv-good") && reporting(&c, &pki, "hv-spiffe"));
+    h.set_conntrack(950, 1000);
+    wait_for(Duration::from_secs(20), || {
+        let (_, body) = curl(
+            &c,
+            &pki,
+            "/api/v1/zones?az=az1",
+            &["-H", "Authorization: Bearer s3cret-token"],
+        );
+        body.contains("conntrack CRIT on hv-good").then_some(())
+    })
+    .unwrap_or_else(|| panic!("no verdict after the intruders\n{}", c.log()));
 }
 
 trait TlsMetrics {
