@@ -205,8 +205,6 @@ fn log_transitions(prev: &mut HashMap<CheckKind, Status>, checks: &[CheckReport]
 /// Runs the agent until SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
     let notifier = crate::sdnotify::Notifier::from_env();
-    let boot_id = identity::read_boot_id(&s.root).unwrap_or_default();
-    let boot_time = identity::read_boot_time(&s.root);
     let mut runner = Runner::new(
         checks
             .iter()
@@ -217,26 +215,13 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
     let ctx = Context::new(s.root.clone(), Mode::Agent);
     let (report_tx, report_rx) = watch::channel::<Option<Arc<crate::pb::Report>>>(None);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let tls = match s.tls.as_ref().map(client_tls).transpose() {
-        Ok(t) => t,
+    let mut uplinks = match spawn_uplinks(&s, &report_rx, &shutdown_rx) {
+        Ok(u) => u,
         Err(e) => {
             tracing::error!(error = %e, "cannot load the TLS configuration");
             return 1;
         }
     };
-    let mut uplinks = tokio::task::JoinSet::new();
-    for target in &s.collectors {
-        let cfg = uplink::UplinkConfig {
-            target: target.clone(),
-            first_delay_max: s.interval.min(Duration::from_secs(10)),
-            backoff_max: s.reconnect_max,
-            connect_timeout: s.connect_timeout,
-            // A few intervals without an ack (at least 15 s): the stream is dead even if TCP does not know.
-            ack_timeout: (s.interval * 3).max(Duration::from_secs(15)),
-            tls: tls.clone(),
-        };
-        uplinks.spawn(uplink::run(cfg, report_rx.clone(), shutdown_rx.clone()));
-    }
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
@@ -255,32 +240,15 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
         host_id = %s.host_id, az = %s.az, interval_secs = s.interval.as_secs(),
         collectors = s.collectors.len(), checks = ?runner.kinds(), "agent started"
     );
-    let mut self_stats = SelfStats::new();
-    let mut statuses = HashMap::new();
-    let mut seq: u64 = 0;
+    let mut cycle = Cycle::new(&s);
     'cycles: loop {
         let start = Instant::now();
         let checks = tokio::select! {
             c = runner.run_once(&ctx) => c,
             _ = &mut stop => break 'cycles,
         };
-        log_transitions(&mut statuses, &checks);
-        seq += 1;
-        let report = HostReport {
-            host_id: s.host_id.clone(),
-            az: s.az.clone(),
-            region: s.region.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            boot_id: boot_id.clone(),
-            boot_time,
-            interval: s.interval,
-            seq,
-            observed_at: SystemTime::now(),
-            missed_cycles: 0,
-            agent: self_stats.read(),
-            checks,
-        };
-        let status = report.status();
+        let report = cycle.report(&s, checks);
+        let (seq, status) = (report.seq, report.status());
         report_tx.send_replace(Some(Arc::new(wire::report_to_pb(&report))));
         if seq == 1 {
             notifier.ready();
@@ -312,6 +280,71 @@ pub async fn run(s: Settings, checks: &[CheckConfig]) -> i32 {
     })
     .await;
     0
+}
+
+/// One task per collector, all fed the latest report.
+fn spawn_uplinks(
+    s: &Settings,
+    reports: &watch::Receiver<Option<Arc<crate::pb::Report>>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<tokio::task::JoinSet<()>, crate::tls::TlsError> {
+    let tls = s.tls.as_ref().map(client_tls).transpose()?;
+    let mut uplinks = tokio::task::JoinSet::new();
+    for target in &s.collectors {
+        let cfg = uplink::UplinkConfig {
+            target: target.clone(),
+            first_delay_max: s.interval.min(Duration::from_secs(10)),
+            backoff_max: s.reconnect_max,
+            connect_timeout: s.connect_timeout,
+            // A few intervals without an ack (at least 15 s): the stream is dead even if TCP does not know.
+            ack_timeout: (s.interval * 3).max(Duration::from_secs(15)),
+            tls: tls.clone(),
+        };
+        uplinks.spawn(uplink::run(cfg, reports.clone(), shutdown.clone()));
+    }
+    Ok(uplinks)
+}
+
+/// What the schedule carries from one cycle to the next: identity read once, the sequence, the statuses
+/// (for transition logs), the agent's own footprint.
+struct Cycle {
+    boot_id: String,
+    boot_time: Option<u64>,
+    seq: u64,
+    statuses: HashMap<CheckKind, Status>,
+    self_stats: SelfStats,
+}
+
+impl Cycle {
+    fn new(s: &Settings) -> Cycle {
+        Cycle {
+            boot_id: identity::read_boot_id(&s.root).unwrap_or_default(),
+            boot_time: identity::read_boot_time(&s.root),
+            seq: 0,
+            statuses: HashMap::new(),
+            self_stats: SelfStats::new(),
+        }
+    }
+
+    /// This cycle's report.
+    fn report(&mut self, s: &Settings, checks: Vec<CheckReport>) -> HostReport {
+        log_transitions(&mut self.statuses, &checks);
+        self.seq += 1;
+        HostReport {
+            host_id: s.host_id.clone(),
+            az: s.az.clone(),
+            region: s.region.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            boot_id: self.boot_id.clone(),
+            boot_time: self.boot_time,
+            interval: s.interval,
+            seq: self.seq,
+            observed_at: SystemTime::now(),
+            missed_cycles: 0,
+            agent: self.self_stats.read(),
+            checks,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -238,6 +238,27 @@ pub async fn run(
     }
 }
 
+/// The endpoint of a collector at `addr`: keepalives, and TLS verified by the target's DNS name (or by the
+/// IP address it is dialled at).
+fn endpoint(cfg: &UplinkConfig, addr: SocketAddr) -> Result<Endpoint, String> {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let e = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(cfg.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let Some(tls) = &cfg.tls else {
+        return Ok(e);
+    };
+    let tls = match &cfg.target {
+        Target::Name(host, _) => tls.clone().domain_name(host.clone()),
+        Target::Addr(_) => tls.clone(),
+    };
+    e.tls_config(tls).map_err(|e| format!("TLS: {e}"))
+}
+
 /// One connection and one stream, until either fails or shutdown comes.
 async fn session(
     cfg: &UplinkConfig,
@@ -248,28 +269,9 @@ async fn session(
     backoff: &mut Backoff,
     connected_once: &mut bool,
 ) -> End {
-    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    let endpoint = match Endpoint::from_shared(format!("{scheme}://{addr}")) {
-        Ok(e) => e
-            .connect_timeout(cfg.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true),
-        Err(e) => return failed(e.to_string()),
-    };
-    let endpoint = match &cfg.tls {
-        None => endpoint,
-        Some(tls) => {
-            let tls = match &cfg.target {
-                Target::Name(host, _) => tls.clone().domain_name(host.clone()),
-                Target::Addr(_) => tls.clone(),
-            };
-            match endpoint.tls_config(tls) {
-                Ok(e) => e,
-                Err(e) => return failed(format!("TLS: {e}")),
-            }
-        }
+    let endpoint = match endpoint(cfg, addr) {
+        Ok(e) => e,
+        Err(why) => return failed(why),
     };
     let channel = tokio::select! {
         c = endpoint.connect() => match c {

@@ -223,9 +223,17 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         "Reports accepted per second over the last minute.",
         &[(String::new(), (s.rate(now) * 100.0).round() / 100.0)],
     );
+    ingest_metrics(&mut out, stats);
+    host_metrics(&mut out, s, now);
+    engine_metrics(&mut out, s);
+    out
+}
+
+/// What the ingest layer refused, dropped or clamped.
+fn ingest_metrics(out: &mut String, stats: &IngestStats) {
     let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
     family(
-        &mut out,
+        out,
         "hvprobe_collector_rejected_streams_total",
         "counter",
         "Streams refused or ended by the collector, by reason.",
@@ -243,7 +251,7 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         ],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed: plaintext clients, foreign CAs, timeouts.",
@@ -253,19 +261,23 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         )],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_rate_limited_reports_total",
         "counter",
         "Reports dropped for coming faster than their agent's announced interval.",
         &[(String::new(), r(&stats.rate_limited))],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_clamped_fields_total",
         "counter",
         "Report fields clamped at ingest (a clock off or in the wrong unit, an over-long text).",
         &[(String::new(), r(&stats.clamped))],
     );
+}
+
+/// Hosts per AZ and status, and host id conflicts.
+fn host_metrics(out: &mut String, s: &State, now: Instant) {
     let counts = s.counts_by_az();
     let mut azs: Vec<&String> = counts.keys().map(|(az, _)| az).collect();
     azs.dedup();
@@ -280,7 +292,7 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         }
     }
     family(
-        &mut out,
+        out,
         "hvprobe_collector_hosts",
         "gauge",
         "Known hosts per AZ by status (stale = no recent report).",
@@ -288,19 +300,23 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
     );
     let conflicts = s.hosts.values().filter(|h| h.conflict(now)).count();
     family(
-        &mut out,
+        out,
         "hvprobe_collector_host_id_conflicts",
         "gauge",
         "Host ids another stream tried to claim in the last 5 minutes (refused).",
         &[(String::new(), conflicts as f64)],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_twin_streams_refused_total",
         "counter",
         "Reports refused because another live stream reports the same host id.",
         &[(String::new(), s.twins_refused as f64)],
     );
+}
+
+/// Open verdicts, the collector's own health, the timeline's write errors.
+fn engine_metrics(out: &mut String, s: &State) {
     let mut open: std::collections::BTreeMap<(&'static str, String), usize> =
         std::collections::BTreeMap::new();
     for v in s.engine.verdicts() {
@@ -316,14 +332,14 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         })
         .collect();
     family(
-        &mut out,
+        out,
         "hvprobe_collector_open_verdicts",
         "gauge",
         "Open verdicts by scope and check.",
         &samples,
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_ingest_degraded",
         "gauge",
         "1 while this collector sheds or lags: it then opens no verdict from staleness.",
@@ -333,20 +349,19 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
         )],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_inbox_depth",
         "gauge",
         "Commands waiting for the state owner at the latest tick.",
         &[(String::new(), s.inbox_depth as f64)],
     );
     family(
-        &mut out,
+        out,
         "hvprobe_collector_event_write_errors_total",
         "counter",
         "Event batches the database refused (kept and retried).",
         &[(String::new(), s.event_write_errors as f64)],
     );
-    out
 }
 
 async fn metrics(AxState(api): AxState<Api>) -> Response {

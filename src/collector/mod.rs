@@ -111,56 +111,54 @@ fn reload(tls: Option<&Tls>, auth: &serve::Auth, cfg: &CollectorConfig) {
     }
 }
 
-/// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
-pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
+/// Opens the timeline (moving a corrupt one aside), prunes it, and reads what survives a restart.
+fn open_timeline(
+    cfg: &CollectorConfig,
+) -> Result<
+    (
+        store::Store,
+        Vec<correlate::KnownHost>,
+        Vec<correlate::Verdict>,
+    ),
+    store::StoreError,
+> {
     let db = PathBuf::from(&cfg.db);
-    let opened = store::Store::open_or_recover(&db).and_then(|(mut s, _moved)| {
-        let retain = Duration::from_secs(cfg.retain_days.saturating_mul(86_400));
-        let pruned = s.prune(std::time::SystemTime::now(), retain, cfg.max_events)?;
-        if pruned > 0 {
-            tracing::info!(pruned, "old events deleted (retain-days, max-events)");
-        }
-        let hosts = s.load_hosts()?;
-        let verdicts = s.load_verdicts()?;
-        Ok((s, hosts, verdicts))
-    });
-    let (store, hosts, verdicts) = match opened {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the event database");
-            return 1;
-        }
-    };
+    let (mut s, _moved) = store::Store::open_or_recover(&db)?;
+    let retain = Duration::from_secs(cfg.retain_days.saturating_mul(86_400));
+    let pruned = s.prune(std::time::SystemTime::now(), retain, cfg.max_events)?;
+    if pruned > 0 {
+        tracing::info!(pruned, "old events deleted (retain-days, max-events)");
+    }
+    let hosts = s.load_hosts()?;
+    let verdicts = s.load_verdicts()?;
     tracing::info!(db = %db.display(), known_hosts = hosts.len(), open_verdicts = verdicts.len(), "timeline opened");
-    let max_interval = Duration::from_secs(correlation.max_interval_secs);
+    Ok((s, hosts, verdicts))
+}
+
+/// The state owner on its thread, its handle, and the timeline's live feed.
+struct Owner {
+    handle: state::Handle,
+    thread: std::thread::JoinHandle<()>,
+    events_tx: tokio::sync::broadcast::Sender<correlate::Event>,
+    stats: Arc<state::IngestStats>,
+}
+
+fn start_owner(
+    cfg: &CollectorConfig,
+    correlation: CorrelationConfig,
+    timeline: (
+        store::Store,
+        Vec<correlate::KnownHost>,
+        Vec<correlate::Verdict>,
+    ),
+) -> std::io::Result<Owner> {
+    const INBOX: usize = 8192;
+    let (store, hosts, verdicts) = timeline;
     let mut engine = correlate::Engine::new(correlation, cfg.stale_after_intervals)
         .with_min_gap(Duration::from_secs(1));
     engine.restore(std::time::SystemTime::now(), hosts, verdicts);
-    let grpc = match bind("gRPC", &cfg.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
-    };
-    let web = match bind("HTTP", &cfg.http).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
-    };
-    let tls = match cfg.tls.as_ref().map(Tls::load).transpose() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load the TLS configuration");
-            return 1;
-        }
-    };
-    const INBOX: usize = 8192;
     let (tx, rx) = tokio::sync::mpsc::channel(INBOX);
     let (queries, queries_rx) = tokio::sync::mpsc::channel(256);
-    let handle = state::Handle { tx, queries };
     let stats = Arc::new(state::IngestStats::default());
     let owner_state = state::State::new(cfg.stale_after_intervals, engine, Some(store))
         .with_stats(stats.clone(), INBOX)
@@ -169,31 +167,47 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             cfg.max_events,
         );
     let events_tx = owner_state.events_tx.clone();
-    let owner = match state::spawn(owner_state, rx, queries_rx) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the state owner");
-            return crate::exit::SOFTWARE;
-        }
-    };
-    // The timer: staleness and verdicts move on even when no report arrives.
-    let ticker = {
-        let h = handle.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                if h.tx.try_send(state::Cmd::Tick).is_err() && h.tx.is_closed() {
-                    return;
-                }
+    let thread = state::spawn(owner_state, rx, queries_rx)?;
+    Ok(Owner {
+        handle: state::Handle { tx, queries },
+        thread,
+        events_tx,
+        stats,
+    })
+}
+
+/// The timer: staleness and verdicts move on even when no report arrives.
+fn spawn_ticker(h: state::Handle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            if h.tx.try_send(state::Cmd::Tick).is_err() && h.tx.is_closed() {
+                return;
             }
-        })
-    };
-    let query = query::QueryService::new(handle.clone(), db.clone(), events_tx);
+        }
+    })
+}
+
+/// The gRPC services: health, ingest (with its limits) and the authenticated Query service.
+fn grpc_router(
+    cfg: &CollectorConfig,
+    owner: &Owner,
+    max_interval: Duration,
+    auth: &serve::Auth,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::transport::server::Router {
+    let query = query::QueryService::new(
+        owner.handle.clone(),
+        PathBuf::from(&cfg.db),
+        owner.events_tx.clone(),
+    );
     let ingest = ingest::IngestService::new(
-        handle.clone(),
-        stats.clone(),
+        owner.handle.clone(),
+        owner.stats.clone(),
         ingest::Limits {
             tls_required: cfg.tls.is_some(),
             max_streams: cfg.max_streams,
@@ -204,26 +218,8 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             max_interval,
         },
     );
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::ingest_server::IngestServer<ingest::IngestService>>()
-        .await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let grpc_addr = grpc.local_addr().ok();
-    let web_addr = web.local_addr().ok();
-    let auth = serve::Auth {
-        required: tls.is_some(),
-        ..serve::Auth::default()
-    };
-    if let Err(e) = auth.load_token(cfg.api_token_file.as_deref()) {
-        tracing::error!(error = %e, file = ?cfg.api_token_file, "cannot read api-token-file");
-        return 1;
-    }
     let query_auth = auth.clone();
-    let router = tonic::transport::Server::builder()
+    tonic::transport::Server::builder()
         .max_concurrent_streams(Some(cfg.max_streams_per_connection))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -235,7 +231,96 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         .add_service(pb::query_server::QueryServer::with_interceptor(
             query,
             move |req: tonic::Request<()>| query::authorize(&query_auth, req),
-        ));
+        ))
+}
+
+/// Why the collector stopped waiting.
+enum Stop {
+    /// SIGTERM or SIGINT.
+    Asked,
+    /// The state owner died: exit non-zero.
+    OwnerDied,
+}
+
+/// Waits for SIGTERM/SIGINT, reloading on SIGHUP, and watching the state owner: it ends only when every
+/// sender is gone (shutdown); ending before that means it died (a bug), and the collector exits non-zero so
+/// systemd restarts it, rather than serve 503s while looking healthy.
+async fn wait(
+    owner_done: &mut tokio::task::JoinHandle<std::thread::Result<()>>,
+    tls: Option<&Tls>,
+    auth: &serve::Auth,
+    cfg: &CollectorConfig,
+) -> Result<Stop, std::io::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(Stop::Asked),
+            _ = tokio::signal::ctrl_c() => return Ok(Stop::Asked),
+            _ = hup.recv() => reload(tls, auth, cfg),
+            r = &mut *owner_done => {
+                let why = if matches!(r, Ok(Err(_))) { "panicked" } else { "ended" };
+                tracing::error!(why, "the state owner died; exiting so the service manager restarts the collector");
+                return Ok(Stop::OwnerDied);
+            }
+        }
+    }
+}
+
+/// Runs the collector until SIGTERM or SIGINT. Returns the exit code.
+pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
+    let timeline = match open_timeline(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the event database");
+            return 1;
+        }
+    };
+    let (grpc, web) = match (
+        bind("gRPC", &cfg.listen).await,
+        bind("HTTP", &cfg.http).await,
+    ) {
+        (Ok(g), Ok(w)) => (g, w),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let tls = match cfg.tls.as_ref().map(Tls::load).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the TLS configuration");
+            return 1;
+        }
+    };
+    let auth = serve::Auth {
+        required: tls.is_some(),
+        ..serve::Auth::default()
+    };
+    if let Err(e) = auth.load_token(cfg.api_token_file.as_deref()) {
+        tracing::error!(error = %e, file = ?cfg.api_token_file, "cannot read api-token-file");
+        return 1;
+    }
+    let max_interval = Duration::from_secs(correlation.max_interval_secs);
+    let owner = match start_owner(&cfg, correlation, timeline) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the state owner");
+            return crate::exit::SOFTWARE;
+        }
+    };
+    let ticker = spawn_ticker(owner.handle.clone());
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::ingest_server::IngestServer<ingest::IngestService>>()
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (grpc_addr, web_addr) = (grpc.local_addr().ok(), web.local_addr().ok());
+    let router = grpc_router(&cfg, &owner, max_interval, &auth, health);
     let grpc_task =
         match &tls {
             None => tokio::spawn(router.serve_with_incoming_shutdown(
@@ -243,14 +328,14 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
                 wait_stop(stop_rx.clone()),
             )),
             Some(t) => tokio::spawn(router.serve_with_incoming_shutdown(
-                serve::tls_incoming(grpc, t.grpc.clone(), stats.tls_failed.clone()),
+                serve::tls_incoming(grpc, t.grpc.clone(), owner.stats.tls_failed.clone()),
                 wait_stop(stop_rx.clone()),
             )),
         };
     let app = http::router(http::Api {
-        state: handle.clone(),
-        stats: stats.clone(),
-        db,
+        state: owner.handle.clone(),
+        stats: owner.stats.clone(),
+        db: PathBuf::from(&cfg.db),
     })
     .layer(axum::middleware::from_fn_with_state(
         auth.clone(),
@@ -262,39 +347,17 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         app,
         stop_rx.clone(),
     ));
-    tracing::info!(grpc = ?grpc_addr, http = ?web_addr, max_streams = cfg.max_streams, "collector started");
+    tracing::info!(grpc = ?grpc_addr, http = ?web_addr, max_streams = cfg.max_streams, tls = tls.is_some(), "collector started");
     let notifier = crate::sdnotify::Notifier::from_env();
     notifier.ready();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
+    let Owner { handle, thread, .. } = owner;
+    let mut owner_done = tokio::task::spawn_blocking(move || thread.join());
+    match wait(&mut owner_done, tls.as_ref(), &auth, &cfg).await {
+        Ok(Stop::Asked) => {}
+        Ok(Stop::OwnerDied) => return crate::exit::SOFTWARE,
         Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGTERM handler");
+            tracing::error!(error = %e, "cannot install the signal handlers");
             return crate::exit::SOFTWARE;
-        }
-    };
-    // The state owner ends only when every sender is gone (shutdown); ending before that means it died
-    // (a bug): exit non-zero so systemd restarts the collector, rather than serve 503s while healthy.
-    let mut owner_done = tokio::task::spawn_blocking(move || owner.join());
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGHUP handler");
-            return crate::exit::SOFTWARE;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => reload(tls.as_ref(), &auth, &cfg),
-            r = &mut owner_done => {
-                let why = match r {
-                    Ok(Err(_)) => "panicked",
-                    _ => "ended",
-                };
-                tracing::error!(why, "the state owner died; exiting so the service manager restarts the collector");
-                return crate::exit::SOFTWARE;
-            }
         }
     }
     tracing::info!("stopping");

@@ -51,7 +51,7 @@ pub fn tcp_incoming(listener: TcpListener) -> ReceiverStream<Result<TcpStream, i
     ReceiverStream::new(rx)
 }
 
-/// Accepted TLS connections: each handshake runs on its own task under [`HANDSHAKE`], so a slow or hostile
+/// Accepted TLS connections: each handshake runs on its own task under `HANDSHAKE` (10 s), so a slow or hostile
 /// client never holds the accept loop. Failed handshakes (plaintext clients, foreign CAs) are counted.
 pub fn tls_incoming(
     listener: TcpListener,
@@ -244,7 +244,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 }
 
 /// Serves `router` over HTTP/1.1 on `listener` (TLS when `tls` is set) until `stop`: headers must arrive
-/// within [`HEADER_READ`], and a connection idle for [`HTTP_IDLE`] is closed.
+/// within `HEADER_READ` (10 s), and a connection idle for `HTTP_IDLE` (60 s) is closed.
 pub async fn serve_http(
     listener: TcpListener,
     tls: Option<ServerTls>,
