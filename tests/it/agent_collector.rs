@@ -538,6 +538,45 @@ fn unit_files_pass_systemd_analyze_verify() {
     );
 }
 
+/// Issue 12: the units are hardened as `systemd-analyze security` scores them: exposure at most 2.0 for
+/// the agent (it needs CAP_NET_ADMIN and AF_NETLINK) and 1.5 for the collector (no capability at all).
+#[test]
+fn units_are_hardened_as_systemd_analyze_scores_them() {
+    let analyze = crate::support::require_bin("systemd-analyze", "systemd");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    // --threshold is the exposure times ten.
+    for (name, threshold) in [
+        ("hvprobe-agent.service", "20"),
+        ("hvprobe-collector.service", "15"),
+    ] {
+        let out = std::process::Command::new(&analyze)
+            .args([
+                "security",
+                "--offline=true",
+                &format!("--threshold={threshold}"),
+            ])
+            .arg(src.join(name))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{name} exposure above {threshold}/10:\n{}",
+            text.lines()
+                .filter(|l| l.contains('✗') || l.contains("Overall"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let agent = std::fs::read_to_string(src.join("hvprobe-agent.service")).unwrap();
+    assert!(
+        agent.contains("\nCapabilityBoundingSet=CAP_NET_ADMIN\n"),
+        "only the capability a check needs"
+    );
+    let collector = std::fs::read_to_string(src.join("hvprobe-collector.service")).unwrap();
+    assert!(collector.contains("\nCapabilityBoundingSet=\n") && collector.contains("WatchdogSec="));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_events_streams_the_timeline_live() {
     let c = Collector::start("");
@@ -609,4 +648,40 @@ fn a_corrupt_timeline_is_moved_aside_and_the_collector_serves() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(c.get("/api/v1/events")["events"], serde_json::json!([]));
+}
+
+/// Issue 12: `/metrics` is valid Prometheus exposition, as Prometheus's own linter reads it.
+#[test]
+fn metrics_pass_promtool() {
+    let promtool = crate::support::require_bin("promtool", "prometheus");
+    let c = Collector::start("");
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, "hv-prom", "az1", &[&c.grpc], 1);
+    wait_hosts(&c, 1, Duration::from_secs(15));
+    let metrics = c.metrics();
+    assert!(
+        metrics.contains("hvprobe_collector_hosts{az=\"az1\""),
+        "{metrics}"
+    );
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
