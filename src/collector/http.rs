@@ -29,6 +29,7 @@ pub struct Api {
 /// The routes.
 pub fn router(api: Api) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
         .route("/api/v1/zones", get(zones))
@@ -37,6 +38,26 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
+}
+
+/// The status page: the zones and the last events, from one query each.
+async fn page(AxState(api): AxState<Api>) -> Response {
+    let Some(zones) = api.state.query(|s| s.engine.zones(None)).await else {
+        return unavailable();
+    };
+    // The newest events (an unreadable timeline shows none rather than no page).
+    let events = super::query::load_newest(api.db.clone(), 25)
+        .await
+        .unwrap_or_default();
+    let html = super::page::render(&zones, &events, std::time::SystemTime::now());
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 /// A JSON error body.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod correlate;
 pub mod http;
 pub mod ingest;
+pub mod page;
 pub mod query;
 #[cfg(test)]
 mod robustness;

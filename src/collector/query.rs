@@ -61,6 +61,16 @@ pub async fn load_events(
     .map_err(|e| e.to_string())?
 }
 
+/// The newest `n` events, oldest first, read on the blocking pool.
+pub async fn load_newest(db: PathBuf, n: usize) -> Result<Vec<Event>, String> {
+    tokio::task::spawn_blocking(move || {
+        let conn = store::reader(&db).map_err(|e| e.to_string())?;
+        store::read_newest(&conn, n).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 #[tonic::async_trait]
 impl pb::query_server::Query for QueryService {
     async fn zones(

@@ -347,24 +347,38 @@ pub fn read_events(
          WHERE at_ms >= ?1 AND (?2 IS NULL OR az = ?2 OR (az IS NULL AND scope = 'region'))
          ORDER BY at_ms, id LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![since_ms, az, limit], |r| {
-        let kind: String = r.get(2)?;
-        let scope: String = r.get(3)?;
-        Ok(Event {
-            id: r.get(0)?,
-            at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64),
-            kind: EventKind::parse(&kind).unwrap_or(EventKind::VerdictChanged),
-            scope: Scope::parse(&scope).unwrap_or(Scope::Host),
-            region: r.get(4)?,
-            az: r.get(5)?,
-            host: r.get(6)?,
-            check: r.get(7)?,
-            old_status: r.get(8)?,
-            new_status: r.get(9)?,
-            summary: r.get(10)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![since_ms, az, limit], row_event)?;
     rows.collect()
+}
+
+/// The newest `n` events, oldest first.
+pub fn read_newest(conn: &Connection, n: usize) -> Result<Vec<Event>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at_ms, kind, scope, region, az, host, check_name, old_status, new_status, summary
+         FROM events ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![n.clamp(1, 1000) as i64], row_event)?;
+    let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+fn row_event(r: &rusqlite::Row<'_>) -> Result<Event, rusqlite::Error> {
+    let kind: String = r.get(2)?;
+    let scope: String = r.get(3)?;
+    Ok(Event {
+        id: r.get(0)?,
+        at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64),
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::VerdictChanged),
+        scope: Scope::parse(&scope).unwrap_or(Scope::Host),
+        region: r.get(4)?,
+        az: r.get(5)?,
+        host: r.get(6)?,
+        check: r.get(7)?,
+        old_status: r.get(8)?,
+        new_status: r.get(9)?,
+        summary: r.get(10)?,
+    })
 }
 
 #[cfg(test)]

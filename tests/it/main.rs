@@ -19,5 +19,6 @@ mod oracle_node_exporter;
 mod proto_compat;
 mod rates_across_cycles;
 mod scenarios;
+mod status_page;
 mod tls;
 mod wireguard_real;
