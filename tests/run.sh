@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests drive for real: DNS servers, userspace WireGuard, netns tools,
 # node_exporter as an oracle, systemd-analyze for the unit files.
-packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium)
-commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium)
+packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium prometheus-alertmanager)
+commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium prometheus-alertmanager)
 missing=()
 for i in "${!commands[@]}"; do
   command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")

@@ -41,6 +41,10 @@ pub struct CollectorConfig {
     pub tls: Option<CollectorTls>,
     /// A file holding the bearer token of the HTTP API and the Query service (with TLS).
     pub api_token_file: Option<PathBuf>,
+    /// Alertmanagers (`http://ip:port`) every open verdict is pushed to (API v2).
+    pub alertmanagers: Vec<String>,
+    /// How often open verdicts are re-sent to Alertmanager.
+    pub alert_resend_secs: u64,
 }
 
 impl Default for CollectorConfig {
@@ -61,6 +65,8 @@ impl Default for CollectorConfig {
             max_streams_per_peer: 256,
             tls: None,
             api_token_file: None,
+            alertmanagers: Vec::new(),
+            alert_resend_secs: 60,
         }
     }
 }
@@ -105,6 +111,14 @@ impl CollectorConfig {
         }
         if let Some(t) = &self.tls {
             p.scoped("tls.", |p| t.validate(p));
+        }
+        for a in &self.alertmanagers {
+            if let Err(e) = super::alerts::parse_target(a) {
+                p.push("alertmanagers", e);
+            }
+        }
+        if !(1..=3600).contains(&self.alert_resend_secs) {
+            p.push("alert-resend-secs", "must be between 1 and 3600");
         }
         if self.api_token_file.is_some() && self.tls.is_none() {
             p.push(

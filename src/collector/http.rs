@@ -273,6 +273,16 @@ fn ingest_metrics(out: &mut String, stats: &IngestStats) {
     );
     family(
         out,
+        "hvprobe_collector_alert_pushes_total",
+        "counter",
+        "Pushes of the open verdicts to Alertmanager, by result.",
+        &[
+            ("{result=\"ok\"}".into(), r(&stats.alerts_sent)),
+            ("{result=\"failed\"}".into(), r(&stats.alerts_failed)),
+        ],
+    );
+    family(
+        out,
         "hvprobe_collector_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed: plaintext clients, foreign CAs, timeouts.",

@@ -5,6 +5,7 @@
 //! (never "down"), refuses load it cannot take instead of slowing everyone, and is meant to run in every
 //! AZ at once (agents stream to all collectors), so losing one AZ loses no view.
 
+pub mod alerts;
 pub mod config;
 pub mod correlate;
 pub mod http;
@@ -312,6 +313,19 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
         }
     };
     let ticker = spawn_ticker(owner.handle.clone());
+    let pusher = (!cfg.alertmanagers.is_empty()).then(|| {
+        let targets = cfg
+            .alertmanagers
+            .iter()
+            .filter_map(|a| alerts::parse_target(a).ok())
+            .collect();
+        tokio::spawn(alerts::run(
+            owner.handle.clone(),
+            targets,
+            Duration::from_secs(cfg.alert_resend_secs),
+            owner.stats.clone(),
+        ))
+    });
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::ingest_server::IngestServer<ingest::IngestService>>()
@@ -373,6 +387,9 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     })
     .await;
     ticker.abort();
+    if let Some(p) = pusher {
+        p.abort();
+    }
     drop(handle);
     // Every sender is gone once the servers stopped: the owner finishes its last write and ends.
     let _ = owner_done.await;

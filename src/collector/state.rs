@@ -102,6 +102,10 @@ pub struct IngestStats {
     pub tls_failed: Arc<AtomicU64>,
     /// Streams ended because a report named a host its certificate does not.
     pub rejected_identity: AtomicU64,
+    /// Alert pushes Alertmanager accepted.
+    pub alerts_sent: AtomicU64,
+    /// Alert pushes that failed (unreachable, refused, timed out).
+    pub alerts_failed: AtomicU64,
 }
 
 impl IngestStats {

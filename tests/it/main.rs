@@ -6,6 +6,7 @@
 mod support;
 
 mod agent_collector;
+mod alertmanager;
 mod cli_check;
 mod cli_io;
 mod cli_md_raid;
