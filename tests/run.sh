@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests drive for real: DNS servers, userspace WireGuard, netns tools,
-# node_exporter as an oracle, systemd-analyze for the unit files.
-packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium prometheus-alertmanager)
-commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium prometheus-alertmanager)
+# node_exporter as an oracle, systemd-analyze for the unit files, promtool for /metrics, curl for the HTTPS
+# API, Chromium for the status page, Alertmanager for alerts, lintian for the Debian package.
+packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium prometheus-alertmanager lintian)
+commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium prometheus-alertmanager lintian)
 missing=()
 for i in "${!commands[@]}"; do
   command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
@@ -20,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# cargo-deb builds the Debian package in tests/it/deb.rs; it comes from crates.io.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "tests/run.sh: installing cargo-deb" >&2
+  cargo install --locked --quiet cargo-deb
 fi
 
 cargo test --all-targets --locked "$@"

@@ -13,6 +13,7 @@ mod cli_md_raid;
 mod corpus_md_raid;
 mod corpus_proc;
 mod corpus_wireguard;
+mod deb;
 mod dns_real_servers;
 mod fleet_correlation;
 mod hostile_clients;
