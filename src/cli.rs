@@ -254,23 +254,163 @@ async fn query_client(url: &str, creds: &Credentials) -> Result<QueryClient, Str
     ))
 }
 
+/// `GET path` from a collector's HTTP API (the address given may be its HTTP port rather than its gRPC
+/// one): plain HTTP/1.1, or TLS with the same credentials as the gRPC client. JSON back.
+async fn http_get_json(
+    url: &str,
+    path: &str,
+    creds: &Credentials,
+) -> Result<serde_json::Value, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = creds.ca.is_some() || url.starts_with("https://");
+    let hostport = url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let host = hostport
+        .rsplit_once(':')
+        .map_or(hostport, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if let Some(t) = &creds.token_file {
+        let token = std::fs::read_to_string(t).map_err(|e| format!("{}: {e}", t.display()))?;
+        req.push_str(&format!("Authorization: Bearer {}\r\n", token.trim()));
+    }
+    req.push_str("\r\n");
+    let tcp = tokio::net::TcpStream::connect(hostport)
+        .await
+        .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
+    let mut raw = Vec::new();
+    if tls {
+        let connector =
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(rustls_client(creds)?));
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("--collector {url}: {e}"))?;
+        let mut s = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {url}: {e}"))?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = s.read_to_end(&mut raw).await;
+    } else {
+        let mut s = tcp;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = s.read_to_end(&mut raw).await;
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{url} does not answer HTTP either"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!("{url}{path}: HTTP {status}: {}", body.trim()));
+    }
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    serde_json::from_str(&body).map_err(|e| format!("{url}{path}: not the collector's JSON: {e}"))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn rustls_client(creds: &Credentials) -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &creds.ca {
+        for c in crate::tls::load_certs(ca).map_err(|e| e.to_string())? {
+            roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match (&creds.cert, &creds.key) {
+        (Some(c), Some(k)) => builder
+            .with_client_auth_cert(
+                crate::tls::load_certs(c).map_err(|e| e.to_string())?,
+                crate::tls::load_key(k).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string()),
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
 fn print(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
-/// Runs one query against a collector: connects, calls `f`, and maps failures to exit codes (70 when the
-/// runtime cannot start, 3 when the collector cannot be reached or answers with an error).
-fn ask_collector<T, F, Fut>(url: &str, creds: &Credentials, f: F) -> Result<T, i32>
+fn status(args: StatusArgs) -> i32 {
+    let az = args.az.clone();
+    let grpc = ask_collector_quiet(&args.collector, &args.creds, |mut c| async move {
+        c.zones(crate::pb::ZonesRequest { az }).await
+    });
+    let view = match grpc {
+        Ok(z) => crate::wire::zones_from_pb(&z),
+        Err(Asked::Software) => return exit::SOFTWARE,
+        Err(Asked::Grpc(grpc_err)) => {
+            // Perhaps the collector's HTTP address: its JSON API answers the same question.
+            let path = match &args.az {
+                Some(a) => format!("/api/v1/zones?az={a}"),
+                None => "/api/v1/zones".to_owned(),
+            };
+            match http_fallback(&args.collector, &path, &args.creds, &grpc_err) {
+                Ok(v) => match serde_json::from_value(v) {
+                    Ok(view) => view,
+                    Err(e) => {
+                        return unreachable(&format!("{}: not a zones view: {e}", args.collector));
+                    }
+                },
+                Err(code) => return code,
+            }
+        }
+    };
+    print(&diag::fleet::status_table(&view, SystemTime::now()));
+    diag::fleet::status_exit_code(&view)
+}
+
+/// How a gRPC query failed.
+enum Asked {
+    /// The runtime could not start.
+    Software,
+    /// The collector could not be reached, or answered with an error (the text).
+    Grpc(String),
+}
+
+/// Runs one query against a collector over gRPC: connects, calls `f`.
+fn ask_collector_quiet<T, F, Fut>(url: &str, creds: &Credentials, f: F) -> Result<T, Asked>
 where
     F: FnOnce(QueryClient) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let rt = runtime().map_err(|e| {
-        eprintln!("hvprobe: cannot start the runtime: {e}");
-        exit::SOFTWARE
-    })?;
+    let rt = runtime().map_err(|_| Asked::Software)?;
     rt.block_on(async {
         let client = query_client(url, creds).await?;
         f(client)
@@ -278,24 +418,32 @@ where
             .map(tonic::Response::into_inner)
             .map_err(|s| format!("collector {url}: {}", s.message()))
     })
-    .map_err(|e| {
-        eprintln!("hvprobe: {e}");
-        exit::UNREACHABLE
+    .map_err(Asked::Grpc)
+}
+
+/// The gRPC attempt failed: try the HTTP API at the same address; if that fails too, one clear error
+/// naming both (never a protocol dump).
+fn http_fallback(
+    url: &str,
+    path: &str,
+    creds: &Credentials,
+    grpc_err: &str,
+) -> Result<serde_json::Value, i32> {
+    let rt = runtime().map_err(|_| exit::SOFTWARE)?;
+    rt.block_on(http_get_json(url, path, creds)).map_err(|http_err| {
+        if grpc_err.starts_with("cannot reach") {
+            unreachable(grpc_err)
+        } else {
+            unreachable(&format!(
+                "{url} is neither the collector's gRPC address (give `listen`, default port 7400) nor its HTTP API (`http`, default port 7401): {http_err}"
+            ))
+        }
     })
 }
 
-fn status(args: StatusArgs) -> i32 {
-    let az = args.az.clone();
-    match ask_collector(&args.collector, &args.creds, |mut c| async move {
-        c.zones(crate::pb::ZonesRequest { az }).await
-    }) {
-        Ok(z) => {
-            let view = crate::wire::zones_from_pb(&z);
-            print(&diag::fleet::status_table(&view, SystemTime::now()));
-            diag::fleet::status_exit_code(&view)
-        }
-        Err(code) => code,
-    }
+fn unreachable(msg: &str) -> i32 {
+    eprintln!("hvprobe: {msg}");
+    exit::UNREACHABLE
 }
 
 fn timeline(args: TimelineArgs) -> i32 {
@@ -313,16 +461,62 @@ fn timeline(args: TimelineArgs) -> i32 {
         az: args.az.clone(),
         limit: args.limit,
     };
-    match ask_collector(&args.collector, &args.creds, |mut c| async move {
+    let events = match ask_collector_quiet(&args.collector, &args.creds, |mut c| async move {
         c.events(request).await
     }) {
-        Ok(r) => {
-            let events: Vec<_> = r.events.iter().map(crate::wire::event_from_pb).collect();
-            print(&diag::fleet::timeline_markdown(&events));
-            0
+        Ok(r) => r.events.iter().map(crate::wire::event_from_pb).collect(),
+        Err(Asked::Software) => return exit::SOFTWARE,
+        Err(Asked::Grpc(grpc_err)) => {
+            let mut path = format!("/api/v1/events?limit={}", args.limit);
+            if let Some(ms) = since {
+                let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+                path.push_str(&format!("&since={}", crate::util::rfc3339(t)));
+            }
+            if let Some(az) = &args.az {
+                path.push_str(&format!("&az={az}"));
+            }
+            match http_fallback(&args.collector, &path, &args.creds, &grpc_err) {
+                Ok(v) => events_from_json(&v),
+                Err(code) => return code,
+            }
         }
-        Err(code) => code,
-    }
+    };
+    print(&diag::fleet::timeline_markdown(&events));
+    0
+}
+
+/// The events of `GET /api/v1/events`.
+fn events_from_json(v: &serde_json::Value) -> Vec<crate::fleet::Event> {
+    let text = |e: &serde_json::Value, k: &str| e[k].as_str().map(str::to_owned);
+    v["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| crate::fleet::Event {
+                    id: e["id"].as_i64().unwrap_or(0),
+                    at: e["time"]
+                        .as_str()
+                        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
+                    kind: e["kind"]
+                        .as_str()
+                        .and_then(crate::fleet::EventKind::parse)
+                        .unwrap_or(crate::fleet::EventKind::VerdictChanged),
+                    scope: e["scope"]
+                        .as_str()
+                        .and_then(crate::fleet::Scope::parse)
+                        .unwrap_or(crate::fleet::Scope::Host),
+                    region: text(e, "region"),
+                    az: text(e, "az"),
+                    host: text(e, "host"),
+                    check: text(e, "check"),
+                    old_status: text(e, "old_status"),
+                    new_status: text(e, "new_status"),
+                    summary: text(e, "summary").unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn agent(args: AgentArgs) -> i32 {

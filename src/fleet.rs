@@ -125,10 +125,13 @@ pub struct Event {
 }
 
 /// Recovery of a rebooted AZ, for the zones view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     /// When the reboot was recognised (RFC 3339 in JSON).
-    #[serde(serialize_with = "crate::util::ser_rfc3339")]
+    #[serde(
+        serialize_with = "crate::util::ser_rfc3339",
+        deserialize_with = "crate::util::de_rfc3339"
+    )]
     pub since: SystemTime,
     /// Hosts that rebooted.
     pub rebooted: usize,
@@ -145,7 +148,7 @@ pub struct Recovery {
 }
 
 /// A verdict as shown by the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictView {
     /// Where.
     pub scope: Scope,
@@ -158,18 +161,22 @@ pub struct VerdictView {
     /// One line.
     pub summary: String,
     /// When it opened (RFC 3339 in JSON).
-    #[serde(serialize_with = "crate::util::ser_rfc3339")]
+    #[serde(
+        serialize_with = "crate::util::ser_rfc3339",
+        deserialize_with = "crate::util::de_rfc3339"
+    )]
     pub since: SystemTime,
     /// AZ (null for a region or collector verdict).
     pub az: Option<String>,
     /// Region.
     pub region: String,
     /// The condition keeps coming and going: held open (flap damping) rather than opened and closed again.
+    #[serde(default)]
     pub flapping: bool,
 }
 
 /// One AZ in `GET /api/v1/zones`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneView {
     /// AZ name.
     pub az: String,
@@ -190,15 +197,17 @@ pub struct ZoneView {
 }
 
 /// `GET /api/v1/zones`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZonesView {
     /// Every AZ.
     pub zones: Vec<ZoneView>,
     /// Region verdicts, listed once.
     pub region_verdicts: Vec<VerdictView>,
     /// Verdicts about the collector itself (it lost several AZs at once).
+    #[serde(default)]
     pub collector_verdicts: Vec<VerdictView>,
     /// Set while the collector's own ingest sheds or lags: no verdict is opened from staleness meanwhile.
+    #[serde(default)]
     pub ingest_degraded: Option<String>,
 }
 

@@ -66,6 +66,12 @@ pub fn ser_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, 
     s.serialize_str(&rfc3339(*t))
 }
 
+/// Deserializes an RFC 3339 time (for `#[serde(deserialize_with)]`).
+pub fn de_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)
+}
+
 /// Parses `--since`-style input: RFC 3339 (`2026-11-21T10:00:00Z`) or a duration ago (`90m`, `2h`, `1d`).
 pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {

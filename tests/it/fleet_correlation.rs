@@ -264,3 +264,73 @@ fn status_and_timeline_without_a_collector_exit_3() {
     let out = run(&["timeline", "--since", "last tuesday"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// Issue 12: `hvprobe status` and `timeline` given the collector's HTTP address answered "invalid
+/// compression flag: 123". Either address works now, and an address that is neither gets one clear error.
+#[test]
+fn status_and_timeline_work_with_either_address() {
+    let (c, _hosts, _agents) = collector_with_a_verdict();
+    for addr in [c.grpc.clone(), c.http.clone(), format!("http://{}", c.http)] {
+        let out = run(&["status", "--collector", &addr]);
+        let table = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{addr}: {table}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            table.contains("az-both") && table.contains("conntrack"),
+            "{addr}: {table}"
+        );
+        let out = run(&["timeline", "--collector", &addr, "--since", "1h"]);
+        let md = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{addr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            md.contains("| az | az-both/conntrack | verdict opened (crit)"),
+            "{addr}: {md}"
+        );
+    }
+    // Something that is neither: a plain TCP server that answers garbage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in listener.incoming().take(4).flatten() {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+        }
+    });
+    let out = run(&["status", "--collector", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("is neither the collector's gRPC address"),
+        "{err}"
+    );
+    assert!(!err.contains("compression flag"), "no protocol dump: {err}");
+}
+
+/// A collector, three agents in `az-both`, and an AZ verdict open; dropped together at the end of the test.
+fn collector_with_a_verdict() -> (Collector, Vec<FixtureHost>, Vec<Agent>) {
+    let c = Collector::start("");
+    let hosts: Vec<FixtureHost> = (0..3).map(|i| host(&format!("both-{i}"))).collect();
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Agent::start(h, &format!("both-hv{i}"), "az-both", &[&c.grpc], 1))
+        .collect();
+    for h in &hosts {
+        h.set_conntrack(950, 1000);
+    }
+    wait_for(Duration::from_secs(30), || {
+        let z = c.get("/api/v1/zones?az=az-both");
+        (z["zones"][0]["verdicts"].as_array()?.len() == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no verdict: {}", c.get("/api/v1/zones")));
+    (c, hosts, agents)
+}
