@@ -227,11 +227,80 @@ fn a_configured_interface_that_does_not_exist_is_crit() {
     assert_eq!(c["details"]["missing"], serde_json::json!(["nosuchwg0"]));
 }
 
+/// The mode of `/var/run/wireguard` is machine state (wireguard-go creates it under its umask): the tests
+/// that depend on it set it themselves, one at a time, and put it back.
+static UAPI_DIR_MODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct UapiDirMode(u32);
+
+impl UapiDirMode {
+    fn set(mode: u32) -> UapiDirMode {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::path::Path::new("/var/run/wireguard");
+        let old = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        UapiDirMode(old)
+    }
+}
+
+impl Drop for UapiDirMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            "/var/run/wireguard",
+            std::fs::Permissions::from_mode(self.0),
+        );
+    }
+}
+
+fn check_as_nobody(m: &Mesh) -> (i32, serde_json::Value) {
+    let out = m
+        .ns_a
+        .cmd("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_hvprobe"),
+        ])
+        .args(["check", "--check", "wireguard", "--format", "json"])
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), json_of(&out))
+}
+
+/// Issue 14: with the UAPI directory at 0700 (wireguard-go under umask 077), an unprivileged agent saw no
+/// socket and said OK "no wireguard interfaces" while the interfaces existed. It is UNKNOWN now, naming the
+/// directory.
+#[test]
+fn an_unreadable_uapi_directory_is_unknown_never_ok() {
+    let m = mesh();
+    m.handshake();
+    crate::support::require_bin("setpriv", "util-linux");
+    let _lock = UAPI_DIR_MODE.lock().unwrap_or_else(|p| p.into_inner());
+    let _mode = UapiDirMode::set(0o700);
+    let (code, doc) = check_as_nobody(&m);
+    let c = check_of(&doc, "wireguard");
+    assert_eq!((code, c["status"].as_str()), (3, Some("unknown")), "{doc}");
+    assert_eq!(c["reason"], "no-permission", "{c}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "/var/run/wireguard: permission denied: cannot see userspace WireGuard interfaces"
+        ),
+        "{c}"
+    );
+    assert!(!summary.contains("no wireguard interfaces"), "{c}");
+}
+
 #[test]
 fn without_privileges_the_check_is_unknown_with_the_reason() {
     let m = mesh();
     m.handshake();
     crate::support::require_bin("setpriv", "util-linux");
+    // The directory readable, the socket not: the socket-level refusal is what this test is about.
+    let _lock = UAPI_DIR_MODE.lock().unwrap_or_else(|p| p.into_inner());
+    let _mode = UapiDirMode::set(0o755);
     // nobody can neither open the root-only UAPI socket nor an ICMP socket (ping_group_range excludes it).
     let out = m
         .ns_a

@@ -139,21 +139,32 @@ impl WireguardCheck {
             }
         };
         let uapi_dir = self.cfg.uapi_dir.clone();
-        let sockets: Vec<String> = ctx
-            .blocking(move |root| root.list_dir(&uapi_dir))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|f| f.strip_suffix(".sock").map(str::to_owned))
-            .collect();
+        let listing = ctx.blocking(move |root| root.list_dir(&uapi_dir)).await;
         let mut obs = Observation {
             now: SystemTime::now(),
             interfaces: Vec::new(),
             missing: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+        };
+        let sockets: Vec<String> = match listing {
+            Ok(names) => names
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.strip_suffix(".sock").map(str::to_owned))
+                .collect(),
+            Err(e) => {
+                // Never OK blind: an unreadable UAPI directory (wireguard-go started under umask 077
+                // makes it 0700) hides every userspace interface. Unless the host has no tun device at
+                // all (then there is none to hide), that is UNKNOWN no-permission, with the path.
+                let tun = links.iter().any(|l| l.kind.as_deref() == Some("tun"));
+                if tun || !self.cfg.interfaces.is_empty() {
+                    obs.problems.push(format!(
+                        "{e}: cannot see userspace WireGuard interfaces (their UAPI sockets)"
+                    ));
+                }
+                Vec::new()
+            }
         };
         let mut family = FamilyCache::default();
         for name in self.wanted(&links, &sockets) {
