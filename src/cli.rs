@@ -375,7 +375,8 @@ fn status(args: StatusArgs) -> i32 {
     let view = match grpc {
         Ok(z) => crate::wire::zones_from_pb(&z),
         Err(Asked::Software) => return exit::SOFTWARE,
-        Err(Asked::Grpc(grpc_err)) => {
+        Err(Asked::Grpc(grpc_err, false)) => return unreachable(&grpc_err),
+        Err(Asked::Grpc(grpc_err, true)) => {
             // Perhaps the collector's HTTP address: its JSON API answers the same question.
             let path = match &args.az {
                 Some(a) => format!("/api/v1/zones?az={a}"),
@@ -400,8 +401,9 @@ fn status(args: StatusArgs) -> i32 {
 enum Asked {
     /// The runtime could not start.
     Software,
-    /// The collector could not be reached, or answered with an error (the text).
-    Grpc(String),
+    /// The collector could not be reached, or answered with an error: the text, and whether the address
+    /// may be another protocol's (the HTTP API's) rather than a refusal to be reported as it is.
+    Grpc(String, bool),
 }
 
 /// Runs one query against a collector over gRPC: connects, calls `f`.
@@ -412,13 +414,23 @@ where
 {
     let rt = runtime().map_err(|_| Asked::Software)?;
     rt.block_on(async {
-        let client = query_client(url, creds).await?;
+        // A failed connection may be an HTTP/1.1 server refusing HTTP/2: worth the HTTP attempt.
+        let client = query_client(url, creds)
+            .await
+            .map_err(|e| Asked::Grpc(e, true))?;
         f(client)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|s| format!("collector {url}: {}", s.message()))
+            .map_err(|s| {
+                // A refusal of our credentials is reported as it is; anything else may be another
+                // protocol's server (the HTTP API) at this address.
+                let other_protocol = !matches!(
+                    s.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                );
+                Asked::Grpc(format!("collector {url}: {}", s.message()), other_protocol)
+            })
     })
-    .map_err(Asked::Grpc)
 }
 
 /// The gRPC attempt failed: try the HTTP API at the same address; if that fails too, one clear error
@@ -431,7 +443,8 @@ fn http_fallback(
 ) -> Result<serde_json::Value, i32> {
     let rt = runtime().map_err(|_| exit::SOFTWARE)?;
     rt.block_on(http_get_json(url, path, creds)).map_err(|http_err| {
-        if grpc_err.starts_with("cannot reach") {
+        if http_err.starts_with("cannot reach") {
+            // Nothing listens there at all: say that, as the gRPC attempt found it.
             unreachable(grpc_err)
         } else {
             unreachable(&format!(
@@ -466,7 +479,8 @@ fn timeline(args: TimelineArgs) -> i32 {
     }) {
         Ok(r) => r.events.iter().map(crate::wire::event_from_pb).collect(),
         Err(Asked::Software) => return exit::SOFTWARE,
-        Err(Asked::Grpc(grpc_err)) => {
+        Err(Asked::Grpc(grpc_err, false)) => return unreachable(&grpc_err),
+        Err(Asked::Grpc(grpc_err, true)) => {
             let mut path = format!("/api/v1/events?limit={}", args.limit);
             if let Some(ms) = since {
                 let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);

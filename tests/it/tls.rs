@@ -75,12 +75,22 @@ impl Pki {
     }
 }
 
+/// An `[agent.tls]` table: this certificate, verifying collectors against `pki`'s CA.
 fn agent_tls(pki: &Pki, cert: &Path, key: &Path) -> String {
     format!(
         "[agent.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
         cert.display(),
         key.display(),
         pki.path("ca.crt").display()
+    )
+}
+
+/// `hvprobe <args>` against the collector's gRPC address: (exit code, stderr).
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = run(args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -210,6 +220,7 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
     let foreign = Pki::new("somebody else's CA");
     let (fcert, fkey) = foreign.issue("hv-foreign", &["hv-foreign"], &[], &[]);
     let h5 = FixtureHost::kernel_6_18();
+    // Its own certificate is from a foreign CA; it trusts ours for the collector.
     let _foreign = Agent::start_cfg(
         &h5,
         "hv-foreign",
@@ -217,12 +228,7 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
         &[&c.grpc],
         1,
         &[],
-        &format!(
-            "[agent.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
-            fcert.display(),
-            fkey.display(),
-            pki.path("ca.crt").display()
-        ),
+        &agent_tls(&pki, &fcert, &fkey),
     );
     let h6 = FixtureHost::kernel_6_18();
     let _plain = Agent::start(&h6, "hv-plain", "az1", &[&c.grpc], 1);
@@ -306,51 +312,34 @@ fn queries_need_a_certificate_or_the_token() {
     // gRPC Query: hvprobe status without credentials fails, with the token or a certificate it works.
     let url = format!("https://{}", c.grpc);
     let ca = pki.path("ca.crt");
-    let out = run(&["status", "--collector", &url, "--ca", ca.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("client certificate"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ca = ca.to_str().unwrap();
+    let (code, err) = cli(&["status", "--collector", &url, "--ca", ca]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("client certificate"), "{err}");
     let token = pki.path("token");
-    let out = run(&[
+    let (code, err) = cli(&[
         "status",
         "--collector",
         &url,
         "--ca",
-        ca.to_str().unwrap(),
+        ca,
         "--token-file",
         token.to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(&[
+    assert_eq!(code, 0, "{err}");
+    let (cert, key) = (ocert.to_str().unwrap(), okey.to_str().unwrap());
+    let (code, err) = cli(&[
         "timeline",
         "--collector",
         &url,
         "--ca",
-        ca.to_str().unwrap(),
+        ca,
         "--cert",
-        ocert.to_str().unwrap(),
+        cert,
         "--key",
-        okey.to_str().unwrap(),
+        key,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]

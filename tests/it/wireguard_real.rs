@@ -302,21 +302,9 @@ fn without_privileges_the_check_is_unknown_with_the_reason() {
     let _lock = UAPI_DIR_MODE.lock().unwrap_or_else(|p| p.into_inner());
     let _mode = UapiDirMode::set(0o755);
     // nobody can neither open the root-only UAPI socket nor an ICMP socket (ping_group_range excludes it).
-    let out = m
-        .ns_a
-        .cmd("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_hvprobe"),
-        ])
-        .args(["check", "--check", "wireguard", "--format", "json"])
-        .output()
-        .unwrap();
-    let doc = json_of(&out);
+    let (code, doc) = check_as_nobody(&m);
     let c = check_of(&doc, "wireguard");
-    assert_eq!(out.status.code(), Some(3), "{doc}");
+    assert_eq!(code, 3, "{doc}");
     assert_eq!(c["reason"], "no-permission", "{c}");
     assert!(
         c["summary"].as_str().unwrap().contains("permission denied"),

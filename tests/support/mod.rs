@@ -687,6 +687,13 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector with `extra` lines in its `[collector]` section.
     pub fn start(extra: &str) -> Collector {
+        let mut c = Collector::configured(extra);
+        c.restart();
+        c
+    }
+
+    /// A collector's temp dir, free ports and config file, not started yet.
+    fn configured(extra: &str) -> Collector {
         let dir = tempfile::tempdir().expect("tempdir");
         let grpc = format!("127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
@@ -698,36 +705,18 @@ impl Collector {
             ),
         )
         .expect("write collector.toml");
-        let mut c = Collector {
+        Collector {
             child: None,
             grpc,
             http,
             dir,
-        };
-        c.restart();
-        c
+        }
     }
 
     /// Starts a collector whose ports speak TLS (`extra` holds its `[collector.tls]` table): ready when its
     /// log says so, since plaintext probes no longer get an answer.
     pub fn start_tls(extra: &str) -> Collector {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        std::fs::write(
-            dir.path().join("collector.toml"),
-            format!(
-                "[collector]\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndb = \"{}\"\n{extra}\n",
-                dir.path().join("events.db").display()
-            ),
-        )
-        .expect("write collector.toml");
-        let mut c = Collector {
-            child: None,
-            grpc,
-            http,
-            dir,
-        };
+        let mut c = Collector::configured(extra);
         c.spawn();
         wait_for(std::time::Duration::from_secs(10), || {
             c.log().contains("collector started").then_some(())
