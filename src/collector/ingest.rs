@@ -180,6 +180,7 @@ impl StreamCtx {
     async fn run(mut self, mut inbound: Streaming<pb::Report>) {
         let mut deadline = self.limits.first_report;
         let mut last_accepted: Option<(Instant, Duration)> = None;
+        let mut accepted: u64 = 0;
         let mut replaced = self.replaced.take();
         loop {
             let next = tokio::time::timeout(deadline, inbound.message());
@@ -238,8 +239,10 @@ impl StreamCtx {
             let interval = report.interval.min(self.limits.max_interval);
             deadline = interval.saturating_mul(self.limits.idle_intervals);
             let now = Instant::now();
-            // Faster than half the announced interval: dropped and counted (the first never is).
-            if let Some((at, iv)) = last_accepted
+            // Faster than half the announced interval: dropped and counted. The agent sends its latest report
+            // at once on connecting and the next on its own schedule: neither of those two counts.
+            if accepted >= 2
+                && let Some((at, iv)) = last_accepted
                 && now.saturating_duration_since(at) < iv / 2
             {
                 IngestStats::bump(&self.stats.rate_limited);
@@ -254,6 +257,7 @@ impl StreamCtx {
                 continue;
             }
             last_accepted = Some((now, interval));
+            accepted += 1;
             match self.forward(report).await {
                 Some(Ok(ack)) => {
                     let shed = ack.retry_after_ms > 0;
