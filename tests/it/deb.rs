@@ -103,6 +103,9 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
     );
 
     let _ = Command::new("dpkg").args(["--purge", "hvprobe"]).output();
+    // The package enables and starts the agent where systemd runs; its shipped config dials example
+    // collector addresses, which a test must never do: services stay stopped (policy-rc.d says no).
+    let _no_start = NoServiceStart::install();
     ok(
         "dpkg -i",
         Command::new("dpkg").arg("-i").arg(&deb).output().unwrap(),
@@ -156,5 +159,34 @@ struct Purge;
 impl Drop for Purge {
     fn drop(&mut self) {
         let _ = Command::new("dpkg").args(["--purge", "hvprobe"]).output();
+    }
+}
+
+/// `/usr/sbin/policy-rc.d` answering 101 (action forbidden) while the test runs, so no maintainer script
+/// starts a service; removed afterwards (only if the test created it).
+struct NoServiceStart(bool);
+
+impl NoServiceStart {
+    fn install() -> NoServiceStart {
+        use std::os::unix::fs::PermissionsExt;
+        let p = Path::new("/usr/sbin/policy-rc.d");
+        if p.exists() {
+            return NoServiceStart(false);
+        }
+        std::fs::write(
+            p,
+            "#!/bin/sh\n# hvprobe tests: no service starts during package tests\nexit 101\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        NoServiceStart(true)
+    }
+}
+
+impl Drop for NoServiceStart {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file("/usr/sbin/policy-rc.d");
+        }
     }
 }
