@@ -39,7 +39,7 @@ pub fn parse_target(url: &str) -> Result<SocketAddr, String> {
 }
 
 /// One verdict as an Alertmanager alert.
-pub fn alert(v: &Verdict, now: SystemTime, ends: SystemTime) -> Value {
+pub fn alert(v: &Verdict, ends: SystemTime) -> Value {
     let severity = match v.status {
         Status::Crit => "critical",
         _ => "warning",
@@ -55,7 +55,6 @@ pub fn alert(v: &Verdict, now: SystemTime, ends: SystemTime) -> Value {
     if let (Some(h), Some(map)) = (&v.host, labels.as_object_mut()) {
         map.insert("host".into(), json!(h));
     }
-    let _ = now;
     json!({
         "labels": labels,
         "annotations": {
@@ -139,8 +138,8 @@ pub async fn run(
         open = now_open;
         let now = SystemTime::now();
         let ends = now + resend.saturating_mul(4);
-        let mut alerts: Vec<Value> = open.values().map(|v| alert(v, now, ends)).collect();
-        alerts.extend(resolved.values().map(|(v, _)| alert(v, now, now)));
+        let mut alerts: Vec<Value> = open.values().map(|v| alert(v, ends)).collect();
+        alerts.extend(resolved.values().map(|(v, _)| alert(v, now)));
         resolved.retain(|_, (_, left)| {
             *left -= 1;
             *left > 0
@@ -194,8 +193,7 @@ mod tests {
             since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
             flapping: false,
         };
-        let now = SystemTime::now();
-        let a = alert(&v, now, now);
+        let a = alert(&v, SystemTime::now());
         assert_eq!(
             a["labels"],
             json!({"alertname": "HvprobeVerdict", "severity": "critical", "scope": "host", "check": "dns",
