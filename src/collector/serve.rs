@@ -6,6 +6,7 @@
 //! and the gRPC Query service then answer only a client with a certificate from `client-ca` or a bearer
 //! token from `api-token-file`; `/healthz` and `grpc.health.v1` stay open for liveness probes.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -193,8 +194,6 @@ impl<T> IdleIo<T> {
         self.timer.as_mut().poll(cx).is_ready()
     }
 }
-
-use std::future::Future as _;
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(

@@ -332,11 +332,10 @@ impl State {
         let id = report.host_id.clone();
         // One live stream per host id: a second claimant is refused while the first lives (no silent
         // merge of two hosts' reports, no boot ids of one counted as reboots of the other).
-        let identity_of = |s: &State, st: u64| s.stream_ids.get(&st).and_then(|m| m.0.clone());
+        let identity_of = |st: u64| self.stream_ids.get(&st).and_then(|m| m.0.as_deref());
         let replaces = self.hosts.get(&id).and_then(|prev| {
-            let mine = identity_of(self, stream)?;
-            (prev.stream != stream && identity_of(self, prev.stream).as_ref() == Some(&mine))
-                .then_some(prev.stream)
+            let mine = identity_of(stream)?;
+            (prev.stream != stream && identity_of(prev.stream) == Some(mine)).then_some(prev.stream)
         });
         if let Some(old) = replaces {
             // The same certificate reconnected (its old connection may be half-open): the newer stream

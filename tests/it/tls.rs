@@ -85,6 +85,27 @@ fn agent_tls(pki: &Pki, cert: &Path, key: &Path) -> String {
     )
 }
 
+/// A real agent with `[agent.tls]` (this certificate, collectors verified against `pki`'s CA).
+fn tls_agent(
+    c: &Collector,
+    pki: &Pki,
+    h: &FixtureHost,
+    id: &str,
+    az: &str,
+    cert: &Path,
+    key: &Path,
+) -> Agent {
+    Agent::start_cfg(h, id, az, &[&c.grpc], 1, &[], &agent_tls(pki, cert, key))
+}
+
+/// Waits until `id` reports, or fails the test with the collector's log.
+fn wait_reporting(c: &Collector, pki: &Pki, id: &str) {
+    wait_for(Duration::from_secs(20), || {
+        reporting(c, pki, id).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{id} does not report over TLS\n{}", c.log()));
+}
+
 /// `hvprobe <args>` against the collector's gRPC address: (exit code, stderr).
 fn cli(args: &[&str]) -> (i32, String) {
     let out = run(args);
@@ -146,19 +167,8 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
     // A legitimate agent: its certificate's DNS SAN is its host id.
     let h = FixtureHost::kernel_6_18();
     let (cert, key) = pki.issue("hv-good", &["hv-good"], &[], &[]);
-    let _good = Agent::start_cfg(
-        &h,
-        "hv-good",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &cert, &key),
-    );
-    wait_for(Duration::from_secs(20), || {
-        reporting(&c, &pki, "hv-good").then_some(())
-    })
-    .unwrap_or_else(|| panic!("hv-good does not report over TLS\n{}", c.log()));
+    let _good = tls_agent(&c, &pki, &h, "hv-good", "az1", &cert, &key);
+    wait_reporting(&c, &pki, "hv-good");
     // A SPIFFE identity binds the AZ too.
     let (scert, skey) = pki.issue(
         "hv-spiffe",
@@ -167,30 +177,11 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
         &[],
     );
     let h2 = FixtureHost::kernel_6_18();
-    let _spiffe = Agent::start_cfg(
-        &h2,
-        "hv-spiffe",
-        "az2",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &scert, &skey),
-    );
-    wait_for(Duration::from_secs(20), || {
-        reporting(&c, &pki, "hv-spiffe").then_some(())
-    })
-    .unwrap_or_else(|| panic!("hv-spiffe does not report\n{}", c.log()));
+    let _spiffe = tls_agent(&c, &pki, &h2, "hv-spiffe", "az2", &scert, &skey);
+    wait_reporting(&c, &pki, "hv-spiffe");
     // A borrowed certificate: hv-good's certificate used to report as hv-victim.
     let h3 = FixtureHost::kernel_6_18();
-    let thief = Agent::start_cfg(
-        &h3,
-        "hv-victim",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &cert, &key),
-    );
+    let thief = tls_agent(&c, &pki, &h3, "hv-victim", "az1", &cert, &key);
     let told = wait_for(Duration::from_secs(20), || {
         thief
             .log()
@@ -200,15 +191,7 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
     assert!(told.is_some(), "the agent logs why: {}", thief.log());
     // The right host, the wrong AZ for a SPIFFE certificate.
     let h4 = FixtureHost::kernel_6_18();
-    let wrong_az = Agent::start_cfg(
-        &h4,
-        "hv-spiffe",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &scert, &skey),
-    );
+    let wrong_az = tls_agent(&c, &pki, &h4, "hv-spiffe", "az1", &scert, &skey);
     wait_for(Duration::from_secs(20), || {
         wrong_az
             .log()
@@ -221,15 +204,7 @@ fn the_certificate_names_the_host_and_nobody_else_gets_in() {
     let (fcert, fkey) = foreign.issue("hv-foreign", &["hv-foreign"], &[], &[]);
     let h5 = FixtureHost::kernel_6_18();
     // Its own certificate is from a foreign CA; it trusts ours for the collector.
-    let _foreign = Agent::start_cfg(
-        &h5,
-        "hv-foreign",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &fcert, &fkey),
-    );
+    let _foreign = tls_agent(&c, &pki, &h5, "hv-foreign", "az1", &fcert, &fkey);
     let h6 = FixtureHost::kernel_6_18();
     let _plain = Agent::start(&h6, "hv-plain", "az1", &[&c.grpc], 1);
     std::thread::sleep(Duration::from_secs(4));
@@ -348,19 +323,8 @@ fn a_reconnect_replaces_its_own_stream_and_sighup_keeps_streams_up() {
     let c = collector(&pki);
     let (cert, key) = pki.issue("hv-r", &["hv-r"], &[], &[]);
     let h = FixtureHost::kernel_6_18();
-    let mut first = Agent::start_cfg(
-        &h,
-        "hv-r",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &cert, &key),
-    );
-    wait_for(Duration::from_secs(20), || {
-        reporting(&c, &pki, "hv-r").then_some(())
-    })
-    .unwrap_or_else(|| panic!("{}", c.log()));
+    let mut first = tls_agent(&c, &pki, &h, "hv-r", "az1", &cert, &key);
+    wait_reporting(&c, &pki, "hv-r");
     // The agent vanishes without closing its connection (SIGSTOP: a half-open stream), and comes back as a
     // new process with the same certificate: the newer stream replaces the older one.
     let pid = first.pid().to_string();
@@ -372,15 +336,7 @@ fn a_reconnect_replaces_its_own_stream_and_sighup_keeps_streams_up() {
             .success()
     );
     let h2 = FixtureHost::kernel_6_18();
-    let _second = Agent::start_cfg(
-        &h2,
-        "hv-r",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &cert, &key),
-    );
+    let _second = tls_agent(&c, &pki, &h2, "hv-r", "az1", &cert, &key);
     wait_for(Duration::from_secs(20), || {
         c.log()
             .contains("a newer stream of the same certificate replaces the older one")
@@ -415,17 +371,6 @@ fn a_reconnect_replaces_its_own_stream_and_sighup_keeps_streams_up() {
     assert_eq!(c.log().matches("connected to collector").count(), before);
     let h3 = FixtureHost::kernel_6_18();
     let (ncert, nkey) = pki.issue("hv-new", &["hv-new"], &[], &[]);
-    let _new = Agent::start_cfg(
-        &h3,
-        "hv-new",
-        "az1",
-        &[&c.grpc],
-        1,
-        &[],
-        &agent_tls(&pki, &ncert, &nkey),
-    );
-    wait_for(Duration::from_secs(20), || {
-        reporting(&c, &pki, "hv-new").then_some(())
-    })
-    .unwrap_or_else(|| panic!("a new agent after the reload\n{}", c.log()));
+    let _new = tls_agent(&c, &pki, &h3, "hv-new", "az1", &ncert, &nkey);
+    wait_reporting(&c, &pki, "hv-new");
 }

@@ -248,7 +248,7 @@ impl Engine {
         let region = r.region.clone().unwrap_or_default();
         let interval = self.capped(r.interval);
         let new_host = !self.hosts.contains_key(&r.host_id);
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
         let t = self.hosts.entry(r.host_id.clone()).or_insert_with(|| {
             HostTrack::new(
                 r.az.clone(),
@@ -282,7 +282,7 @@ impl Engine {
         let mut changed = moved;
         for c in &r.checks {
             let cond = t.conds.entry(c.kind).or_default();
-            changed |= cond.feed(now, c.outcome.status, &c.outcome.summary, &cfg);
+            changed |= cond.feed(now, c.outcome.status, &c.outcome.summary, cfg);
         }
         let before = t.conds.len();
         t.conds.retain(|k, _| snap.statuses.contains_key(k));
