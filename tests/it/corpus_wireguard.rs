@@ -292,8 +292,9 @@ fn never_connected_peers_of_exporter_issue_19_are_never_not_ancient() {
         up: true,
         probes: Default::default(),
         one_way: Default::default(),
+        conntrack: Default::default(),
     };
-    let info = evaluate_interface(&obs, now, &WireguardConfig::default());
+    let info = evaluate_interface(&obs, now, &[], &WireguardConfig::default());
     let never: Vec<_> = info
         .peers
         .iter()

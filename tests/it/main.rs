@@ -23,4 +23,5 @@ mod rates_across_cycles;
 mod scenarios;
 mod status_page;
 mod tls;
+mod wireguard_conntrack;
 mod wireguard_real;

@@ -35,6 +35,9 @@ pub struct WireguardConfig {
     pub crit_percent: f64,
     /// Agent: tx growing without rx for this long makes a peer one-way.
     pub one_way_after_secs: u64,
+    /// For each peer that is not ok, read the conntrack entries of its UDP flow (ctnetlink, kernel-side
+    /// filtered; needs CAP_NET_ADMIN) and name a stale one with the command that drops it.
+    pub conntrack_evidence: bool,
 }
 
 impl Default for WireguardConfig {
@@ -50,6 +53,7 @@ impl Default for WireguardConfig {
             probe_targets: BTreeMap::new(),
             crit_percent: 50.0,
             one_way_after_secs: 30,
+            conntrack_evidence: true,
         }
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Source;
+use super::evidence::FlowInfo;
 use crate::check::{Perf, Status};
 
 /// A peer's verdict.
@@ -61,6 +62,15 @@ pub struct PeerInfo {
     pub one_way_secs: Option<u64>,
     /// The verdict.
     pub state: PeerState,
+    /// Conntrack entries of the peer's UDP flow (peers that are not ok, with `conntrack-evidence`).
+    pub conntrack: Vec<FlowInfo>,
+}
+
+impl PeerInfo {
+    /// The first suspect conntrack entry of this peer, if any.
+    pub fn suspect_flow(&self) -> Option<&FlowInfo> {
+        self.conntrack.iter().find(|f| f.suspect.is_some())
+    }
 }
 
 /// An interface in the details.

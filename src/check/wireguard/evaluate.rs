@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use super::ctnetlink::Entry;
+use super::evidence::{self, FlowDirection};
 use super::{Device, InterfaceInfo, Peer, PeerInfo, PeerState, WireguardConfig, WireguardDetails};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -30,6 +32,8 @@ pub struct InterfaceObs {
     pub probes: HashMap<[u8; 32], (IpAddr, Probe)>,
     /// How long tx has grown without rx, by peer key (agent).
     pub one_way: HashMap<[u8; 32], Duration>,
+    /// Conntrack entries of each broken peer's UDP flow, by peer key.
+    pub conntrack: HashMap<[u8; 32], Vec<(Entry, FlowDirection)>>,
 }
 
 /// What the check looked at.
@@ -46,6 +50,8 @@ pub struct Observation {
     pub problems: Vec<String>,
     /// Notes.
     pub notes: Vec<String>,
+    /// Every address of this host (network namespace), read only when conntrack evidence was gathered.
+    pub local_addrs: Vec<std::net::IpAddr>,
 }
 
 fn addr_text(ip: &IpAddr, cidr: u8) -> String {
@@ -129,10 +135,24 @@ fn state_text(p: &PeerInfo) -> String {
 }
 
 /// What the check says of one peer.
-fn peer_info(i: &InterfaceObs, p: &Peer, now: SystemTime, cfg: &WireguardConfig) -> PeerInfo {
+fn peer_info(
+    i: &InterfaceObs,
+    p: &Peer,
+    now: SystemTime,
+    local: &[IpAddr],
+    cfg: &WireguardConfig,
+) -> PeerInfo {
     let probe = i.probes.get(&p.public_key);
     let one_way = i.one_way.get(&p.public_key).copied();
     let v = peer_state(p, now, probe.map(|(_, r)| *r), one_way, cfg);
+    let endpoint = p.endpoint.as_deref().and_then(evidence::endpoint_addr);
+    let conntrack = match (i.conntrack.get(&p.public_key), endpoint) {
+        (Some(entries), Some(ep)) => entries
+            .iter()
+            .map(|(e, dir)| evidence::assess(e, *dir, ep, v.state != PeerState::Ok, local))
+            .collect(),
+        _ => Vec::new(),
+    };
     PeerInfo {
         public_key: p.key_b64(),
         endpoint: p.endpoint.clone(),
@@ -153,20 +173,45 @@ fn peer_info(i: &InterfaceObs, p: &Peer, now: SystemTime, cfg: &WireguardConfig)
         }),
         one_way_secs: one_way.map(|d| d.as_secs()),
         state: v.state,
+        conntrack,
     }
 }
 
-/// The verdict for one interface. Pure.
+/// The hint for the first suspect flow: what is wrong and the command that drops just that flow.
+fn conntrack_hint(raw: &[Peer], peers: &[PeerInfo]) -> Option<String> {
+    let mut suspects = raw
+        .iter()
+        .zip(peers)
+        .filter_map(|(r, p)| p.suspect_flow().map(|f| (r, f)));
+    let (peer, flow) = suspects.next()?;
+    let more = suspects.count();
+    Some(format!(
+        "stale UDP conntrack toward {}): {} [{}]: {}; drop just that flow: {}{}",
+        peer_label(peer),
+        flow.original,
+        flow.state,
+        flow.suspect.as_deref().unwrap_or_default(),
+        flow.drop_command.as_deref().unwrap_or_default(),
+        if more > 0 {
+            format!(" (+{more} more peers with suspect flows)")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// The verdict for one interface. `local` is every address of the host, for conntrack evidence. Pure.
 pub fn evaluate_interface(
     i: &InterfaceObs,
     now: SystemTime,
+    local: &[IpAddr],
     cfg: &WireguardConfig,
 ) -> InterfaceInfo {
     let peers: Vec<PeerInfo> = i
         .device
         .peers
         .iter()
-        .map(|p| peer_info(i, p, now, cfg))
+        .map(|p| peer_info(i, p, now, local, cfg))
         .collect();
     let name = &i.device.name;
     let total = peers.len();
@@ -198,10 +243,13 @@ pub fn evaluate_interface(
         } else {
             Status::Warn
         };
+        let hint = conntrack_hint(&i.device.peers, &peers)
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
         (
             status,
             format!(
-                "{name}: {}/{total} peers down: {}",
+                "{name}: {}/{total} peers down: {}{hint}",
                 down.len(),
                 listed(&down)
             ),
@@ -239,7 +287,7 @@ pub fn evaluate(obs: &Observation, cfg: &WireguardConfig) -> Outcome {
     let mut interfaces: Vec<InterfaceInfo> = obs
         .interfaces
         .iter()
-        .map(|i| evaluate_interface(i, obs.now, cfg))
+        .map(|i| evaluate_interface(i, obs.now, &obs.local_addrs, cfg))
         .collect();
     interfaces.sort_by(|a, b| a.name.cmp(&b.name));
     let mut status = Status::worst_of(interfaces.iter().map(|i| i.status)).unwrap_or(Status::Ok);

@@ -15,15 +15,22 @@
 //! peer that never handshook stays `never` when the echo fails). The handshake time is wall-clock: a
 //! handshake in the future (clock stepped back) is clamped to age 0 and flagged.
 //!
+//! Conntrack evidence (`conntrack-evidence`, on by default): for each peer that is not ok, the entries of
+//! its UDP flow are read over ctnetlink with a kernel-side filter, and a stale one (UNREPLIED while the
+//! peer is down, a reply tuple that no longer matches the endpoint or an address of this host) is named in
+//! the summary with the `conntrack -D` command that drops just that flow. Nothing is ever deleted.
+//!
 //! Sources: kernel devices over generic netlink (needs CAP_NET_ADMIN), userspace ones (wireguard-go,
 //! boringtun) over `<uapi-dir>/<ifname>.sock`. The UAPI directory is not per network namespace, so only
 //! sockets whose interface exists in this namespace are read. Private and preshared keys are never stored,
 //! logged or reported.
 
 mod config;
+pub mod ctnetlink;
 mod details;
 mod device;
 mod evaluate;
+pub mod evidence;
 pub mod netlink;
 mod run;
 pub mod uapi;
@@ -32,6 +39,7 @@ pub mod wire;
 pub use self::config::WireguardConfig;
 pub use self::details::{InterfaceInfo, PeerInfo, PeerState, WireguardDetails};
 pub use self::device::{Device, Peer, Source};
+pub use self::evidence::{FlowDirection, FlowInfo};
 pub use self::evaluate::{
     InterfaceObs, Observation, PeerVerdict, Probe, evaluate, evaluate_interface, peer_state,
 };

@@ -1,5 +1,6 @@
-//! Netlink: the links of this network namespace (RTM_GETLINK, no privilege needed) and kernel WireGuard
-//! devices (generic netlink family `wireguard`, `WG_CMD_GET_DEVICE`, needs CAP_NET_ADMIN).
+//! Netlink: the links and addresses of this network namespace (RTM_GETLINK, RTM_GETADDR, no privilege
+//! needed) and kernel WireGuard devices (generic netlink family `wireguard`, `WG_CMD_GET_DEVICE`, needs
+//! CAP_NET_ADMIN).
 //!
 //! Decoding is split from the socket so it can be tested on kernel-format messages built with the
 //! crates' own types (there is no kernel WireGuard module on the test machines). The kernel splits a
@@ -7,7 +8,7 @@
 //! by public key.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use netlink_packet_core::{
@@ -19,6 +20,7 @@ use netlink_packet_generic::ctrl::GenlCtrl;
 use netlink_packet_generic::ctrl::GenlCtrlCmd;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_wireguard::{
     WireguardAllowedIpAttr, WireguardAttribute, WireguardCmd, WireguardMessage,
@@ -229,6 +231,37 @@ pub async fn list_links() -> io::Result<Vec<Link>> {
             _ => None,
         })
         .collect())
+}
+
+/// Every address of this network namespace (IPv4 and IPv6): what stale-NAT evidence is judged against.
+pub async fn list_addresses() -> io::Result<Vec<IpAddr>> {
+    let msg = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::GetAddress(AddressMessage::default())),
+    );
+    let replies = transact(protocols::NETLINK_ROUTE, msg, true).await?;
+    Ok(replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewAddress(m) => address_of(m),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The local address of an RTM_NEWADDR message (`IFA_LOCAL`, else `IFA_ADDRESS`: on a point-to-point
+/// link the latter is the far end).
+pub fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    let local = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
 }
 
 /// The id of the `wireguard` generic netlink family; `None` when the kernel has no WireGuard module.

@@ -1,12 +1,17 @@
 //! The I/O: devices over netlink and UAPI, ICMP probes through the tunnels, counters across cycles.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::{Device, InterfaceObs, Observation, Probe, WireguardConfig, evaluate, netlink, uapi};
+use super::ctnetlink::{self, PortSide};
+use super::evidence;
+use super::{
+    Device, InterfaceObs, Observation, PeerState, Probe, WireguardConfig, evaluate, netlink,
+    peer_state, uapi,
+};
 use crate::check::{BoxFuture, Check, CheckKind, Context, Mode, Outcome, UnknownReason};
 
 /// Byte counters of one peer at one moment, and since when tx has grown alone.
@@ -146,6 +151,7 @@ impl WireguardCheck {
             missing: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+            local_addrs: Vec::new(),
         };
         let sockets: Vec<String> = match listing {
             Ok(names) => names
@@ -182,6 +188,7 @@ impl WireguardCheck {
                     up: link.up,
                     probes: HashMap::new(),
                     one_way: HashMap::new(),
+                    conntrack: HashMap::new(),
                 }),
                 Err(problem) => obs.problems.push(problem),
             }
@@ -194,6 +201,9 @@ impl WireguardCheck {
             for i in &mut obs.interfaces {
                 i.one_way = self.one_way.observe(&i.device, now);
             }
+        }
+        if self.cfg.conntrack_evidence {
+            self.gather_conntrack(&mut obs).await;
         }
         evaluate(&obs, &self.cfg)
     }
@@ -272,6 +282,82 @@ impl WireguardCheck {
                 Err(e) => {
                     if !obs.problems.contains(&e) {
                         obs.problems.push(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl WireguardCheck {
+    /// Conntrack evidence for the peers that are not ok: per interface and address family, two dumps
+    /// filtered in the kernel on the listen port (flows this host started, flows peers started), matched to
+    /// the broken peers' endpoints. Nothing is read while every peer is ok. A failure is a note: evidence
+    /// never changes a verdict.
+    async fn gather_conntrack(&self, obs: &mut Observation) {
+        let within = Duration::from_millis((self.cfg.timeout_ms / 4).max(100));
+        let mut read_addrs = false;
+        for i in &mut obs.interfaces {
+            let Some(port) = i.device.listen_port else {
+                continue;
+            };
+            let broken: Vec<([u8; 32], SocketAddr)> = i
+                .device
+                .peers
+                .iter()
+                .filter(|p| {
+                    let probe = i.probes.get(&p.public_key).map(|(_, r)| *r);
+                    let one_way = i.one_way.get(&p.public_key).copied();
+                    peer_state(p, obs.now, probe, one_way, &self.cfg).state != PeerState::Ok
+                })
+                .filter_map(|p| {
+                    let ep = p.endpoint.as_deref().and_then(evidence::endpoint_addr)?;
+                    Some((p.public_key, ep))
+                })
+                .collect();
+            for v6 in [false, true] {
+                if !broken.iter().any(|(_, ep)| ep.is_ipv6() == v6) {
+                    continue;
+                }
+                for side in [PortSide::Source, PortSide::Destination] {
+                    let entries = match ctnetlink::dump(v6, port, side, within).await {
+                        Ok(e) => e,
+                        Err(e) => {
+                            let note = format!("{}: no conntrack evidence: {e}", i.device.name);
+                            if !obs.notes.contains(&note) {
+                                obs.notes.push(note);
+                            }
+                            continue;
+                        }
+                    };
+                    if entries.len() >= ctnetlink::MAX_ENTRIES {
+                        obs.notes.push(format!(
+                            "{}: conntrack evidence cut at {} entries of port {port}",
+                            i.device.name,
+                            ctnetlink::MAX_ENTRIES
+                        ));
+                    }
+                    for e in entries {
+                        for (key, ep) in &broken {
+                            if let Some(dir) = evidence::direction_of(&e, port, *ep) {
+                                i.conntrack.entry(*key).or_default().push((e, dir));
+                            }
+                        }
+                    }
+                }
+            }
+            read_addrs |= !i.conntrack.is_empty();
+        }
+        if read_addrs {
+            match netlink::list_addresses().await {
+                Ok(a) => obs.local_addrs = a,
+                Err(e) => {
+                    obs.notes.push(format!(
+                        "cannot list this host's addresses ({e}): stale-NAT evidence not judged"
+                    ));
+                    // Without the addresses every reply tuple would look stale: judge none.
+                    for i in &mut obs.interfaces {
+                        i.conntrack.clear();
                     }
                 }
             }

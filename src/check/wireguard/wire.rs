@@ -1,6 +1,6 @@
 //! `WireguardDetails` to and from its protobuf message.
 
-use super::{InterfaceInfo, PeerInfo, PeerState, Source, WireguardDetails};
+use super::{FlowDirection, FlowInfo, InterfaceInfo, PeerInfo, PeerState, Source, WireguardDetails};
 use crate::check::Status;
 use crate::pb;
 
@@ -74,6 +74,37 @@ fn peer_to_pb(p: &PeerInfo) -> pb::WgPeer {
             PeerState::Unreachable => pb::WgPeerState::Unreachable,
             PeerState::OneWay => pb::WgPeerState::OneWay,
         } as i32,
+        conntrack: p.conntrack.iter().map(flow_to_pb).collect(),
+    }
+}
+
+fn flow_to_pb(f: &FlowInfo) -> pb::WgFlow {
+    pb::WgFlow {
+        outbound: f.direction == FlowDirection::Outbound,
+        original: f.original.clone(),
+        reply: f.reply.clone(),
+        state: f.state.clone(),
+        timeout_secs: f.timeout_secs,
+        nat: f.nat.clone(),
+        suspect: f.suspect.clone(),
+        drop_command: f.drop_command.clone(),
+    }
+}
+
+fn flow_from_pb(f: &pb::WgFlow) -> FlowInfo {
+    FlowInfo {
+        direction: if f.outbound {
+            FlowDirection::Outbound
+        } else {
+            FlowDirection::Inbound
+        },
+        original: f.original.clone(),
+        reply: f.reply.clone(),
+        state: f.state.clone(),
+        timeout_secs: f.timeout_secs,
+        nat: f.nat.clone(),
+        suspect: f.suspect.clone(),
+        drop_command: f.drop_command.clone(),
     }
 }
 
@@ -100,5 +131,6 @@ fn peer_from_pb(p: &pb::WgPeer) -> PeerInfo {
             Ok(pb::WgPeerState::OneWay) => PeerState::OneWay,
             _ => PeerState::Never,
         },
+        conntrack: p.conntrack.iter().map(flow_from_pb).collect(),
     }
 }

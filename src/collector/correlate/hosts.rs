@@ -141,6 +141,8 @@ pub(super) struct DnsSeen {
 pub(super) struct PeerSeen {
     pub(super) key: String,
     pub(super) state: PeerState,
+    /// The host names a suspect conntrack entry on its UDP flow to this peer.
+    pub(super) stale_conntrack: bool,
 }
 
 /// An md array resyncing or recovering, with its ETA.
@@ -173,6 +175,7 @@ impl Snapshot {
                         s.wg_peers.extend(i.peers.iter().map(|p| PeerSeen {
                             key: p.public_key.clone(),
                             state: p.state,
+                            stale_conntrack: p.suspect_flow().is_some(),
                         }));
                     }
                 }

@@ -1,6 +1,8 @@
 //! The WireGuard mesh: what both ends of each link report, joined by public key. When most of the peers of
 //! a host lose it (at least `mesh-min-peers`), that is one verdict about that host, and the peers' own
-//! WireGuard conditions that it explains are folded into it: one root cause, one verdict.
+//! WireGuard conditions that it explains are folded into it: one root cause, one verdict. When the hosts of
+//! the link name a suspect conntrack entry on it (toward the lost host, or from it), the verdict says
+//! `stale UDP conntrack on <hosts>`: the folded host verdicts carry the exact flows and commands.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
@@ -91,6 +93,45 @@ impl Engine {
         Mesh { findings, folded }
     }
 
+    /// The hosts of a lost link naming a suspect conntrack entry on it: the reporters toward the lost key,
+    /// and the lost host itself (when it still reports) toward any of them.
+    fn stale_conntrack_on<'a>(
+        &'a self,
+        key: &str,
+        target: Option<&'a str>,
+        lost_by: &BTreeSet<&'a str>,
+    ) -> Vec<&'a str> {
+        let mut on: Vec<&str> = lost_by
+            .iter()
+            .copied()
+            .filter(|h| {
+                self.hosts.get(*h).is_some_and(|t| {
+                    t.snap
+                        .wg_peers
+                        .iter()
+                        .any(|p| p.key == key && p.stale_conntrack)
+                })
+            })
+            .collect();
+        if let Some(th) = target
+            && let Some(t) = self.hosts.get(th).filter(|t| !t.stale)
+        {
+            let reporters: BTreeSet<&str> = lost_by
+                .iter()
+                .filter_map(|h| self.hosts.get(*h))
+                .flat_map(|r| r.snap.wg_keys.iter().map(String::as_str))
+                .collect();
+            if t.snap
+                .wg_peers
+                .iter()
+                .any(|p| p.stale_conntrack && reporters.contains(p.key.as_str()))
+            {
+                on.push(th);
+            }
+        }
+        on
+    }
+
     fn mesh_finding(
         &self,
         now: SystemTime,
@@ -123,6 +164,7 @@ impl Engine {
             .map(|t| self.settle_for(t.interval))
             .max()
             .unwrap_or_default();
+        let stale_on = self.stale_conntrack_on(key, target, lost_by);
         Finding {
             key: format!("host/{label}/wireguard-mesh"),
             scope: Scope::Host,
@@ -145,8 +187,16 @@ impl Engine {
                     format!("; {label} itself is stale")
                 } else {
                     String::new()
-                }
-            ),
+                },
+            ) + &if stale_on.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; stale UDP conntrack on {} (their wireguard details name the flows and the \
+                     command that drops each)",
+                    stale_on.join(", ")
+                )
+            },
             since: since.unwrap_or(now),
             flapping: false,
             settle,

@@ -394,6 +394,7 @@ fn wg(host: &str, peers: &[(&str, PeerState)]) -> CheckReport {
                         probe_rtt_ms: None,
                         one_way_secs: None,
                         state: *s,
+                        conntrack: vec![],
                     })
                     .collect(),
                 status,
@@ -462,6 +463,89 @@ fn a_dead_wireguard_host_seen_by_all_its_peers_is_one_verdict() {
             .any(|v| v.summary.contains("hv-e itself is stale")),
         "after 3 intervals hv-e is stale"
     );
+}
+
+/// Marks `host`'s peer `toward` with a suspect conntrack entry on its flow.
+fn with_stale_flow(mut r: HostReport, toward: &str) -> HostReport {
+    use crate::check::wireguard::{FlowDirection, FlowInfo};
+    for c in &mut r.checks {
+        if let Details::Wireguard(w) = &mut c.outcome.details {
+            for p in w.interfaces.iter_mut().flat_map(|i| i.peers.iter_mut()) {
+                if p.public_key == key(toward) {
+                    p.conntrack.push(FlowInfo {
+                        direction: FlowDirection::Outbound,
+                        original: "10.0.0.1:51820 -> 10.0.0.4:51820".into(),
+                        reply: "10.0.0.4:51820 -> 10.0.0.1:51820".into(),
+                        state: "UNREPLIED".into(),
+                        timeout_secs: 29,
+                        nat: None,
+                        suspect: Some("UNREPLIED while the peer is down".into()),
+                        drop_command: Some("conntrack -D -p udp".into()),
+                    });
+                }
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn a_mesh_verdict_names_the_hosts_holding_stale_conntrack_on_the_link() {
+    let mut e = engine();
+    let names = ["hv-a", "hv-b", "hv-c", "hv-d"];
+    // hv-d is alive but its links are blackholed: hv-a and hv-b hold stale flows toward it, and hv-d
+    // one toward hv-c; hv-c's own flow looks right.
+    let fleet = |broken: bool, stale: bool| -> Vec<HostReport> {
+        names
+            .iter()
+            .map(|h| {
+                let peers: Vec<(&str, PeerState)> = names
+                    .iter()
+                    .filter(|p| *p != h)
+                    .map(|p| {
+                        let lost = broken && (*h == "hv-d" || *p == "hv-d");
+                        (
+                            *p,
+                            if lost {
+                                PeerState::Unreachable
+                            } else {
+                                PeerState::Ok
+                            },
+                        )
+                    })
+                    .collect();
+                let r = report(h, "az1", "b1", vec![wg(h, &peers)]);
+                match (stale, *h) {
+                    (true, "hv-a" | "hv-b") => with_stale_flow(r, "hv-d"),
+                    (true, "hv-d") => with_stale_flow(r, "hv-c"),
+                    _ => r,
+                }
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 2, &fleet(false, false));
+    let ev = cycles(&mut e, 20, 4, &fleet(true, true));
+    let o = opened(&ev);
+    assert_eq!(o.len(), 1, "{o:#?}");
+    assert_eq!(o[0].host.as_deref(), Some("hv-d"));
+    assert!(
+        o[0].summary
+            .contains("stale UDP conntrack on hv-a, hv-b, hv-d ("),
+        "{}",
+        o[0].summary
+    );
+    // The flows are dropped but the link is still down: the verdict stays, and stops blaming conntrack.
+    cycles(&mut e, 60, 2, &fleet(true, false));
+    let v: Vec<_> = e.verdicts().collect();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert!(!v[0].summary.contains("conntrack"), "{}", v[0].summary);
+    // The mesh heals: the verdict closes.
+    let ev = cycles(&mut e, 80, 6, &fleet(false, false));
+    assert!(
+        ev.iter().any(|x| x.kind == EventKind::VerdictClosed),
+        "{ev:#?}"
+    );
+    assert_eq!(e.verdicts().count(), 0);
 }
 
 #[test]
