@@ -97,6 +97,58 @@ impl Backoff {
     }
 }
 
+/// Compact reports on one stream: once the collector announced `compact_reports`, a check whose status and
+/// summary equal those last sent on this stream goes without its details (the collector keeps them). Every
+/// [`Compactor::FULL_EVERY`]th report is full, so the details a collector shows are never older than that
+/// many intervals; a new stream, or an ack with `send_full`, starts over with a full report.
+#[derive(Debug, Default)]
+pub struct Compactor {
+    allowed: bool,
+    sent: std::collections::HashMap<i32, (i32, String)>,
+    since_full: u32,
+}
+
+impl Compactor {
+    /// At most this many reports in a row lean on details sent earlier.
+    pub const FULL_EVERY: u32 = 6;
+
+    /// What the collector said in an ack.
+    pub fn on_ack(&mut self, ack: &pb::Ack) {
+        self.allowed = ack.compact_reports;
+        if ack.send_full {
+            self.sent.clear();
+        }
+    }
+
+    /// The message to send for `r`: compact where it can be. Call [`Compactor::sent`] once it is queued.
+    pub fn compact(&self, r: &pb::Report) -> pb::Report {
+        let mut m = r.clone();
+        if !self.allowed || self.since_full + 1 >= Self::FULL_EVERY {
+            return m;
+        }
+        for c in &mut m.checks {
+            let same = self
+                .sent
+                .get(&c.kind)
+                .is_some_and(|(status, summary)| *status == c.status && *summary == c.summary);
+            if same && c.details.is_some() {
+                c.details = None;
+                c.details_unchanged = true;
+            }
+        }
+        m
+    }
+
+    /// Records a queued message.
+    pub fn sent(&mut self, m: &pb::Report) {
+        let full = m.checks.iter().all(|c| !c.details_unchanged);
+        self.since_full = if full { 0 } else { self.since_full + 1 };
+        for c in &m.checks {
+            self.sent.insert(c.kind, (c.status, c.summary.clone()));
+        }
+    }
+}
+
 /// How an uplink behaves.
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
@@ -285,22 +337,27 @@ async fn session(
     // The latest report goes first, so a collector that restarted knows this host at once.
     let mut pending = reports.borrow_and_update().clone();
     let call = client.stream(ReceiverStream::new(rx));
-    let send = |r: &Arc<pb::Report>, last: &mut u64| {
-        let mut m = (**r).clone();
+    let mut compactor = Compactor::default();
+    let send = |r: &Arc<pb::Report>, last: &mut u64, compactor: &mut Compactor| {
+        let mut m = compactor.compact(r);
         m.missed_cycles = if *last == 0 || m.seq <= *last {
             0
         } else {
             u32::try_from(m.seq - *last - 1).unwrap_or(u32::MAX)
         };
         let seq = m.seq;
+        let kept = m.clone();
         match tx.try_send(m) {
-            Ok(()) => *last = seq,
+            Ok(()) => {
+                *last = seq;
+                compactor.sent(&kept);
+            }
             // The collector does not keep up: this report is dropped (and counted as missed next time).
             Err(_) => tracing::debug!(collector = %cfg.target, seq, "stream full; report skipped"),
         }
     };
     if let Some(r) = pending.take() {
-        send(&r, last_sent_seq);
+        send(&r, last_sent_seq, &mut compactor);
     }
     let response = tokio::select! {
         r = call => r,
@@ -328,12 +385,13 @@ async fn session(
                 }
                 let latest = reports.borrow_and_update().clone();
                 if let Some(r) = latest {
-                    send(&r, last_sent_seq);
+                    send(&r, last_sent_seq, &mut compactor);
                 }
             }
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
                     last_ack = tokio::time::Instant::now();
+                    compactor.on_ack(&ack);
                     if !acked {
                         acked = true;
                         backoff.reset();
@@ -400,6 +458,59 @@ fn refused(status: &tonic::Status, established: bool) -> End {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compact_reports_leave_out_only_unchanged_details_once_the_collector_allows_it() {
+        use super::{Compactor, pb};
+        let check = |kind: i32, summary: &str| pb::CheckResult {
+            kind,
+            status: 1,
+            summary: summary.into(),
+            details: Some(pb::check_result::Details::Memory(
+                pb::MemoryDetails::default(),
+            )),
+            ..Default::default()
+        };
+        let report = |mem: &str| pb::Report {
+            checks: vec![check(1, mem), check(2, "conntrack 3%")],
+            ..Default::default()
+        };
+        let compact = |m: &pb::Report| -> Vec<bool> {
+            m.checks.iter().map(|c| c.details_unchanged).collect()
+        };
+        let mut c = Compactor::default();
+        // Before the collector says it keeps details, everything is full.
+        let m = c.compact(&report("40%"));
+        assert_eq!(compact(&m), [false, false]);
+        c.sent(&m);
+        c.on_ack(&pb::Ack {
+            compact_reports: true,
+            ..Default::default()
+        });
+        let m = c.compact(&report("40%"));
+        assert_eq!(compact(&m), [true, true]);
+        assert!(m.checks.iter().all(|c| c.details.is_none()));
+        c.sent(&m);
+        // A changed summary sends that check's details.
+        let m = c.compact(&report("38%"));
+        assert_eq!(compact(&m), [false, true]);
+        c.sent(&m);
+        // At most FULL_EVERY reports in a row lean on older details.
+        let mut fulls = 0;
+        for _ in 0..(2 * Compactor::FULL_EVERY) {
+            let m = c.compact(&report("38%"));
+            fulls += usize::from(compact(&m) == [false, false]);
+            c.sent(&m);
+        }
+        assert_eq!(fulls, 2);
+        // `send_full` from the collector: the next report is full.
+        c.on_ack(&pb::Ack {
+            compact_reports: true,
+            send_full: true,
+            ..Default::default()
+        });
+        assert_eq!(compact(&c.compact(&report("38%"))), [false, false]);
+    }
+
     use super::*;
 
     #[test]

@@ -111,6 +111,9 @@ macro_rules! registry {
         pub enum Details {
             /// No observation (the check is UNKNOWN, or had nothing to look at).
             None,
+            /// On the wire only: the agent left the details out because the check's status and summary did
+            /// not change; the collector puts back the ones it keeps (never shown).
+            Unchanged,
             $( $(#[doc = $doc])* $Kind(<$module::$spec as $crate::check::registry::Spec>::Details), )+
         }
 
@@ -118,7 +121,7 @@ macro_rules! registry {
             /// Nagios performance data for these details.
             pub fn perfdata(&self) -> Vec<$crate::check::Perf> {
                 match self {
-                    Details::None => Vec::new(),
+                    Details::None | Details::Unchanged => Vec::new(),
                     $( Details::$Kind(d) => <$module::$spec as $crate::check::registry::Spec>::perfdata(d), )+
                 }
             }
@@ -126,7 +129,7 @@ macro_rules! registry {
             /// To the `CheckResult.details` oneof.
             pub fn to_pb(&self) -> Option<$crate::pb::check_result::Details> {
                 match self {
-                    Details::None => None,
+                    Details::None | Details::Unchanged => None,
                     $( Details::$Kind(d) => Some($crate::pb::check_result::Details::$Kind(<$module::$spec as $crate::check::registry::Spec>::to_pb(d))), )+
                 }
             }

@@ -232,6 +232,20 @@ pub(super) fn render_metrics(s: &State, stats: &IngestStats) -> String {
     );
     family(
         &mut out,
+        "hvprobe_collector_compact_checks_total",
+        "counter",
+        "Checks that came without details (status and summary unchanged) and were completed from the kept ones.",
+        &[(String::new(), s.compact_checks_total as f64)],
+    );
+    family(
+        &mut out,
+        "hvprobe_collector_full_reports_asked_total",
+        "counter",
+        "Compact checks that could not be completed (no matching details kept): the agent was asked for a full report.",
+        &[(String::new(), s.full_reports_asked_total as f64)],
+    );
+    family(
+        &mut out,
         "hvprobe_collector_missed_cycles_total",
         "counter",
         "Agent cycles that never reached this collector, as the agents reported afterwards.",

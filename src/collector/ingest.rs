@@ -250,6 +250,9 @@ impl StreamCtx {
                     seq: report.seq,
                     retry_after_ms: 0,
                     message: "report dropped: faster than the announced interval".into(),
+                    compact_reports: true,
+                    // Dropped, so not kept: the next report must not lean on it.
+                    send_full: true,
                 };
                 if self.tx.send(Ok(ack)).await.is_err() {
                     break;
@@ -295,6 +298,8 @@ impl StreamCtx {
                     seq,
                     retry_after_ms: 0,
                     message: info.message,
+                    compact_reports: true,
+                    send_full: info.send_full,
                 })),
                 Err(_) => None,
             },
@@ -305,6 +310,8 @@ impl StreamCtx {
                     seq,
                     retry_after_ms: self.shed_hint,
                     message: "collector overloaded".into(),
+                    compact_reports: false,
+                    send_full: true,
                 }))
             }
         }

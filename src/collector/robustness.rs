@@ -95,15 +95,19 @@ fn check() -> impl Strategy<Value = pb::CheckResult> {
         any::<i32>(),
         any::<u32>(),
         details(),
+        any::<bool>(),
     )
         .prop_map(
-            |(kind, status, summary, reason, duration_ms, details)| pb::CheckResult {
-                kind,
-                status,
-                summary,
-                reason,
-                duration_ms,
-                details,
+            |(kind, status, summary, reason, duration_ms, details, details_unchanged)| {
+                pb::CheckResult {
+                    kind,
+                    status,
+                    summary,
+                    reason,
+                    duration_ms,
+                    details,
+                    details_unchanged,
+                }
             },
         )
 }

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::correlate::{Engine, Event, EventKind, KnownHost};
 use super::store::Store;
-use crate::check::Status;
+use crate::check::{Details, Status};
 pub use crate::fleet::HostStatus;
 use crate::report::HostReport;
 use crate::util::rfc3339;
@@ -65,6 +65,9 @@ pub struct AckInfo {
     pub message: String,
     /// The report was refused: another live stream already reports this host id. The stream ends.
     pub refused: bool,
+    /// A compact check could not be completed from the details kept: the agent must send the next report
+    /// in full.
+    pub send_full: bool,
 }
 
 /// How long a refused twin keeps a host flagged as conflicting.
@@ -160,6 +163,10 @@ pub struct State {
     pub reporting_streams: HashSet<u64>,
     /// Reports accepted.
     pub reports_total: u64,
+    /// Compact checks completed from the details kept.
+    pub compact_checks_total: u64,
+    /// Compact checks that could not be completed (the agent was asked for a full report).
+    pub full_reports_asked_total: u64,
     /// Agent cycles that never reached this collector (reported afterwards as `missed_cycles`).
     pub missed_cycles_total: u64,
     /// Arrival times of the last minute's reports, for the rate.
@@ -202,6 +209,8 @@ impl State {
             stream_ids: HashMap::new(),
             reporting_streams: HashSet::new(),
             reports_total: 0,
+            compact_checks_total: 0,
+            full_reports_asked_total: 0,
             missed_cycles_total: 0,
             recent: VecDeque::new(),
             stale_after_intervals,
@@ -318,8 +327,46 @@ impl State {
         }
     }
 
+    /// Completes a compact report with the details kept from the host's previous one (moved, not copied).
+    /// A compact check is completed only from a check of the same kind whose status and summary are the
+    /// same, on the same stream; otherwise its details stay empty and the agent is asked for a full report.
+    fn complete(&mut self, stream: u64, report: &mut HostReport) -> bool {
+        let mut send_full = false;
+        let prev = self
+            .hosts
+            .get_mut(&report.host_id)
+            .filter(|p| p.stream == stream);
+        let mut prev = prev.map(|p| &mut p.report.checks);
+        for c in report
+            .checks
+            .iter_mut()
+            .filter(|c| c.outcome.details == Details::Unchanged)
+        {
+            let kept = prev.as_mut().and_then(|checks| {
+                checks.iter_mut().find(|o| {
+                    o.kind == c.kind
+                        && o.outcome.status == c.outcome.status
+                        && o.outcome.summary == c.outcome.summary
+                        && o.outcome.details != Details::Unchanged
+                })
+            });
+            c.outcome.details = match kept {
+                Some(o) => {
+                    self.compact_checks_total += 1;
+                    std::mem::replace(&mut o.outcome.details, Details::None)
+                }
+                None => {
+                    self.full_reports_asked_total += 1;
+                    send_full = true;
+                    Details::None
+                }
+            };
+        }
+        send_full
+    }
+
     /// Applies one report; returns what to tell the agent.
-    pub fn apply(&mut self, stream: u64, report: HostReport, now: Instant) -> AckInfo {
+    pub fn apply(&mut self, stream: u64, mut report: HostReport, now: Instant) -> AckInfo {
         self.reports_total += 1;
         self.recent.push_back(now);
         while self
@@ -366,10 +413,14 @@ impl State {
                     first_peer.map(|a| format!(" from {a}")).unwrap_or_default()
                 ),
                 refused: true,
+                send_full: false,
             };
         }
         self.reporting_streams.insert(stream);
-        let mut ack = AckInfo::default();
+        let mut ack = AckInfo {
+            send_full: self.complete(stream, &mut report),
+            ..AckInfo::default()
+        };
         let known = self
             .hosts
             .get(&id)
@@ -742,6 +793,65 @@ mod tests {
         assert_eq!(s.hosts["hv1"].missed_cycles_total, 5);
         assert_eq!(s.hosts["hv2"].missed_cycles_total, 0);
         assert_eq!(s.missed_cycles_total, 5);
+    }
+
+    fn with_memory(mut r: HostReport, summary: &str, details: Details) -> HostReport {
+        use crate::check::runner::CheckReport;
+        use crate::check::{CheckKind, Outcome};
+        r.checks = vec![CheckReport {
+            kind: CheckKind::Memory,
+            outcome: Outcome::new(Status::Ok, summary, details),
+            duration: Duration::from_millis(1),
+        }];
+        r
+    }
+
+    fn memory_details(n: u64) -> Details {
+        Details::Wireguard(crate::check::wireguard::WireguardDetails {
+            interfaces: vec![],
+            missing: vec![],
+            notes: vec![format!("observation {n}")],
+        })
+    }
+
+    #[test]
+    fn compact_checks_are_completed_from_the_details_kept_and_only_when_they_match() {
+        let mut s = state();
+        let t0 = Instant::now();
+        let full = with_memory(report("hv1", 10), "available 40%", memory_details(7));
+        let compact = |summary: &str| with_memory(report("hv1", 10), summary, Details::Unchanged);
+        assert!(!s.apply(1, full, t0).send_full);
+        // Same status and summary: the kept details come back, twice in a row (moved, never lost).
+        for _ in 0..2 {
+            assert!(!s.apply(1, compact("available 40%"), t0).send_full);
+            assert_eq!(
+                s.hosts["hv1"].report.checks[0].outcome.details,
+                memory_details(7)
+            );
+        }
+        assert_eq!(s.compact_checks_total, 2);
+        // A summary that does not match what is kept: no stale details, and a full report is asked for.
+        let ack = s.apply(1, compact("available 12%"), t0);
+        assert!(ack.send_full);
+        assert_eq!(
+            s.hosts["hv1"].report.checks[0].outcome.details,
+            Details::None
+        );
+        // The full report comes, and compact ones work again.
+        s.apply(
+            1,
+            with_memory(report("hv1", 10), "available 12%", memory_details(3)),
+            t0,
+        );
+        assert!(!s.apply(1, compact("available 12%"), t0).send_full);
+        assert_eq!(
+            s.hosts["hv1"].report.checks[0].outcome.details,
+            memory_details(3)
+        );
+        // Another stream (a reconnect) never leans on the old stream's details.
+        s.handle(Cmd::StreamClosed { stream: 1 });
+        assert!(s.apply(2, compact("available 12%"), t0).send_full);
+        assert_eq!(s.full_reports_asked_total, 2);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn check_to_pb(r: &CheckReport) -> pb::CheckResult {
         reason: reason_to_pb(r.outcome.reason) as i32,
         duration_ms: u32::try_from(r.duration.as_millis()).unwrap_or(u32::MAX),
         details: r.outcome.details.to_pb(),
+        details_unchanged: r.outcome.details == Details::Unchanged,
     }
 }
 
@@ -129,11 +130,11 @@ pub fn check_from_pb(m: &pb::CheckResult) -> Result<Option<CheckReport>, WireErr
             status,
             summary: m.summary.clone(),
             reason,
-            details: m
-                .details
-                .as_ref()
-                .map(Details::from_pb)
-                .unwrap_or(Details::None),
+            details: match &m.details {
+                Some(d) => Details::from_pb(d),
+                None if m.details_unchanged => Details::Unchanged,
+                None => Details::None,
+            },
         },
         duration: Duration::from_millis(u64::from(m.duration_ms)),
     }))

@@ -92,6 +92,59 @@ fn reports_arrive_and_the_api_reflects_them() {
     assert!(c.metric("hvprobe_collector_reports_total").unwrap() >= 3.0);
 }
 
+/// Issue 15: after the first ack, an agent sends checks whose status and summary did not change without
+/// their details; the collector completes them from what it keeps, so the API still shows every check's
+/// details, and a change (here: the conntrack table filling) arrives in full at once.
+#[test]
+fn compact_reports_keep_the_api_whole_and_changes_arrive_in_full() {
+    let c = Collector::start("");
+    let (h1, h2, _) = fleet_hosts();
+    let _a = Agent::start(&h1, "hv-steady", "az1", &[&c.grpc], 1);
+    let _b = Agent::start(&h2, "hv-filling", "az1", &[&c.grpc], 1);
+    wait_hosts(&c, 2, Duration::from_secs(15));
+    let compacted = wait_for(Duration::from_secs(20), || {
+        c.metric("hvprobe_collector_compact_checks_total")
+            .filter(|n| *n >= 10.0)
+    });
+    assert!(compacted.is_some(), "no compact checks: {}", c.metrics());
+    let all_details = |host: &str| -> serde_json::Value {
+        let full = c.get(&format!("/api/v1/hosts/{host}"));
+        for check in full["checks"].as_array().unwrap() {
+            if check["check"] == "dns" || check["status"] == "unknown" {
+                continue; // may have nothing to look at on this machine
+            }
+            assert!(
+                !check["details"].is_null(),
+                "details lost after compact reports: {check}"
+            );
+        }
+        full
+    };
+    for _ in 0..3 {
+        all_details("hv-steady");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // The table fills on hv-filling: the summary changes, the new details arrive with it.
+    h2.set_conntrack(950, 1000);
+    let seen = wait_for(Duration::from_secs(10), || {
+        let full = all_details("hv-filling");
+        let ct = full["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "conntrack")
+            .unwrap()
+            .clone();
+        (ct["details"]["used_percent"] == 95.0).then_some(ct)
+    });
+    assert!(seen.is_some(), "{}", c.log());
+    assert_eq!(
+        c.metric("hvprobe_collector_full_reports_asked_total"),
+        Some(0.0),
+        "an agent and a collector that agree never need a full report asked for"
+    );
+}
+
 #[test]
 fn a_stopped_agent_becomes_stale_never_down() {
     let c = Collector::start("");
