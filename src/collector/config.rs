@@ -37,6 +37,10 @@ pub struct CollectorConfig {
     pub max_streams_per_connection: u32,
     /// Most concurrent streams from one peer address (sites behind NAT share one).
     pub max_streams_per_peer: usize,
+    /// New streams admitted per second (a token bucket with one second of burst): after an outage the
+    /// agents of a whole fleet come back at once; beyond this rate they are told when to come back
+    /// (RESOURCE_EXHAUSTED, a retry hint spread over the backlog) instead of all being served at once.
+    pub admit_streams_per_sec: u32,
     /// `[collector.tls]`: serve TLS, require agents' client certificates and bind reports to them.
     pub tls: Option<CollectorTls>,
     /// A file holding the bearer token of the HTTP API and the Query service (with TLS).
@@ -63,6 +67,7 @@ impl Default for CollectorConfig {
             idle_intervals: 5,
             max_streams_per_connection: 4,
             max_streams_per_peer: 256,
+            admit_streams_per_sec: 2000,
             tls: None,
             api_token_file: None,
             alertmanagers: Vec::new(),
@@ -105,6 +110,9 @@ impl CollectorConfig {
         }
         if !(1..=1000).contains(&self.max_streams_per_connection) {
             p.push("max-streams-per-connection", "must be between 1 and 1000");
+        }
+        if self.admit_streams_per_sec == 0 {
+            p.push("admit-streams-per-sec", "must be positive");
         }
         if self.max_streams_per_peer == 0 {
             p.push("max-streams-per-peer", "must be positive");

@@ -281,6 +281,10 @@ fn ingest_metrics(out: &mut String, stats: &IngestStats) {
             ("{reason=\"invalid\"}".into(), r(&stats.rejected_invalid)),
             ("{reason=\"shed\"}".into(), r(&stats.shed)),
             ("{reason=\"per_peer\"}".into(), r(&stats.rejected_per_peer)),
+            (
+                "{reason=\"admission_rate\"}".into(),
+                r(&stats.rejected_admission),
+            ),
             ("{reason=\"idle\"}".into(), r(&stats.idle_closed)),
             ("{reason=\"identity\"}".into(), r(&stats.rejected_identity)),
         ],

@@ -11,6 +11,9 @@
 //!   latest report an agent sends right after connecting is never one of them;
 //! - a message larger than `max-message-bytes`, undecodable, or with invalid identity fields ends only its
 //!   own stream; fields an agent controls are clamped and counted ([`report::sanitize`]);
+//! - at most `admit-streams-per-sec` new streams a second: after an outage a whole fleet reconnects at
+//!   once; the streams beyond the rate are refused with a retry hint spread over the backlog, so they come
+//!   back at the rate the collector takes them;
 //! - when the state owner is saturated, a report is answered with a retry hint (the agent backs off).
 
 use std::collections::HashMap;
@@ -38,6 +41,8 @@ pub struct Limits {
     pub max_streams: usize,
     /// Streams from one peer address.
     pub max_streams_per_peer: usize,
+    /// New streams admitted per second (burst: one second's worth).
+    pub admit_per_sec: u32,
     /// Base of the retry hint.
     pub retry_after: Duration,
     /// Deadline of a stream's first report.
@@ -56,6 +61,48 @@ pub struct IngestService {
     per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
     next_id: AtomicU64,
     limits: Limits,
+    admission: Mutex<Admission>,
+}
+
+/// The admission rate of new streams: a token bucket, and the streams refused lately (the backlog the
+/// retry hints spread out).
+#[derive(Debug)]
+pub struct Admission {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+    /// Streams refused, decaying by `rate` per second: roughly how many are waiting to come back.
+    backlog: f64,
+}
+
+impl Admission {
+    /// A full bucket of `rate` per second.
+    pub fn new(rate: u32, now: Instant) -> Admission {
+        let rate = f64::from(rate.max(1));
+        Admission {
+            rate,
+            tokens: rate,
+            at: now,
+            backlog: 0.0,
+        }
+    }
+
+    /// Admits one new stream now, or returns how long it should wait (ms): spread uniformly over the time
+    /// the backlog takes to drain at the admission rate, at least one second, so the refused agents come
+    /// back at the rate the collector takes them rather than together.
+    pub fn take(&mut self, now: Instant, unit: f64) -> Result<(), u64> {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        self.backlog = (self.backlog - dt * self.rate).max(0.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        self.backlog += 1.0;
+        let drain_ms = self.backlog / self.rate * 1000.0;
+        Err(1000 + (drain_ms * unit.clamp(0.0, 1.0)) as u64)
+    }
 }
 
 impl IngestService {
@@ -67,6 +114,7 @@ impl IngestService {
             active: Arc::new(AtomicUsize::new(0)),
             per_peer: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(1),
+            admission: Mutex::new(Admission::new(limits.admit_per_sec, Instant::now())),
             limits,
         }
     }
@@ -77,7 +125,10 @@ impl IngestService {
     }
 
     fn refuse(&self, why: String) -> Status {
-        let hint = self.retry_hint();
+        self.refuse_with(why, self.retry_hint())
+    }
+
+    fn refuse_with(&self, why: String, hint: u64) -> Status {
         let mut status = Status::resource_exhausted(format!("{why}; retry after {hint} ms"));
         if let Ok(v) = hint.to_string().parse() {
             status.metadata_mut().insert("retry-after-ms", v);
@@ -87,6 +138,21 @@ impl IngestService {
 
     /// Takes a slot for a new stream from `peer`, or says why not.
     fn admit(&self, peer: Option<SocketAddr>) -> Result<Slot, Status> {
+        let rate = self
+            .admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now(), fastrand::f64());
+        if let Err(hint) = rate {
+            IngestStats::bump(&self.stats.rejected_admission);
+            return Err(self.refuse_with(
+                format!(
+                    "too many agents connecting at once (admit-streams-per-sec = {})",
+                    self.limits.admit_per_sec
+                ),
+                hint,
+            ));
+        }
         let taken = self.active.fetch_add(1, Ordering::Relaxed);
         let mut slot = Slot {
             active: self.active.clone(),
@@ -370,5 +436,35 @@ impl pb::ingest_server::Ingest for IngestService {
             ctx.run(inbound).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::Admission;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_beyond_the_rate_is_told_to_come_back_spread_over_the_backlog() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(100, t0);
+        let admitted = (0..100).filter(|_| a.take(t0, 0.5).is_ok()).count();
+        assert_eq!(admitted, 100, "one second of burst");
+        // 1,000 more at the same instant: all refused, hints spread up to the ~10 s the backlog takes.
+        let hints: Vec<u64> = (0..1000).map(|_| a.take(t0, 1.0).unwrap_err()).collect();
+        assert!(hints.iter().all(|h| *h >= 1000));
+        assert!(*hints.last().unwrap() >= 10_000, "{:?}", hints.last());
+        assert_eq!(
+            a.take(t0, 0.0),
+            Err(1000),
+            "a zero draw still waits a second"
+        );
+        // Time refills the bucket at the rate, never beyond one second's worth.
+        let t1 = t0 + Duration::from_millis(500);
+        let admitted = (0..100).filter(|_| a.take(t1, 0.5).is_ok()).count();
+        assert_eq!(admitted, 50);
+        let t2 = t1 + Duration::from_secs(60);
+        let admitted = (0..300).filter(|_| a.take(t2, 0.5).is_ok()).count();
+        assert_eq!(admitted, 100);
     }
 }

@@ -214,6 +214,7 @@ fn grpc_router(
             tls_required: cfg.tls.is_some(),
             max_streams: cfg.max_streams,
             max_streams_per_peer: cfg.max_streams_per_peer,
+            admit_per_sec: cfg.admit_streams_per_sec,
             retry_after: Duration::from_millis(cfg.retry_after_ms),
             first_report: Duration::from_millis(cfg.first_report_timeout_ms),
             idle_intervals: cfg.idle_intervals,

@@ -97,6 +97,8 @@ pub struct IngestStats {
     pub clamped: AtomicU64,
     /// Streams refused because their peer address has `max-streams-per-peer` already.
     pub rejected_per_peer: AtomicU64,
+    /// Streams refused beyond `admit-streams-per-sec` (told when to come back).
+    pub rejected_admission: AtomicU64,
     /// Streams ended by the first-report or idle deadline.
     pub idle_closed: AtomicU64,
     /// Reports dropped for coming faster than the announced interval.
@@ -258,7 +260,9 @@ impl State {
     /// inbox is more than half full. Then no verdict opens from staleness (the monitor doubts itself).
     fn ingest_health(&mut self, now: Instant) -> Option<String> {
         let shed = self.stats.as_ref().map_or(0, |s| {
-            s.shed.load(Ordering::Relaxed) + s.rejected_capacity.load(Ordering::Relaxed)
+            s.shed.load(Ordering::Relaxed)
+                + s.rejected_capacity.load(Ordering::Relaxed)
+                + s.rejected_admission.load(Ordering::Relaxed)
         });
         if shed > self.shed_seen {
             self.shed_seen = shed;

@@ -152,3 +152,68 @@ async fn a_flooding_stream_is_rate_limited_and_absurd_values_crash_nothing() {
     .await
     .unwrap();
 }
+
+/// Issue 15: a fleet reconnecting at once meets the admission rate. 200 streams opened in one burst
+/// against `admit-streams-per-sec = 20`: about a second's worth is admitted, the rest are refused with
+/// RESOURCE_EXHAUSTED and a `retry-after-ms` hint spread over the backlog (not one value for all); streams
+/// that come back when told are admitted; and a real agent still reports and still opens a verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_burst_is_admitted_at_the_configured_rate_with_spread_hints() {
+    let c = Collector::start("admit-streams-per-sec = 20\nmax-streams-per-peer = 1000");
+    let grpc = c.grpc.clone();
+    let mut admitted = 0;
+    let mut hints: Vec<u64> = Vec::new();
+    let mut held = Vec::new();
+    let t0 = std::time::Instant::now();
+    for _ in 0..50 {
+        let mut cl = client(&grpc).await;
+        for _ in 0..4 {
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::Report>(1);
+            match cl.stream(ReceiverStream::new(rx)).await {
+                Ok(r) => {
+                    admitted += 1;
+                    held.push((tx, r.into_inner()));
+                }
+                Err(s) => {
+                    assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                    assert!(s.message().contains("admit-streams-per-sec"), "{s:?}");
+                    let ms: u64 = s
+                        .metadata()
+                        .get("retry-after-ms")
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    hints.push(ms);
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let allowed = 20.0 + 20.0 * secs + 1.0;
+    assert!(
+        (admitted as f64) <= allowed && admitted >= 20,
+        "{admitted} admitted in {secs:.2} s at 20/s"
+    );
+    assert_eq!(admitted + hints.len(), 200);
+    hints.sort_unstable();
+    assert!(hints[0] >= 1000, "{hints:?}");
+    assert!(
+        hints[hints.len() - 1] >= hints[0] + 3000,
+        "hints are spread over the backlog, not one value: {hints:?}"
+    );
+    drop(held);
+    // Coming back when told works: after the wait, new streams are admitted again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut cl = client(&grpc).await;
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::Report>(1);
+    assert!(cl.stream(ReceiverStream::new(rx)).await.is_ok());
+    let refused = c
+        .metric("hvprobe_collector_rejected_streams_total{reason=\"admission_rate\"}")
+        .unwrap();
+    assert_eq!(refused as usize, hints.len(), "{}", c.metrics());
+    tokio::task::spawn_blocking(move || still_works(&c, "hv-after-burst"))
+        .await
+        .unwrap();
+}
