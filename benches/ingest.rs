@@ -1,24 +1,40 @@
-//! Collector ingest under a simulated fleet: `cargo bench --bench ingest`.
+//! Collector ingest under a simulated fleet, against a bare tonic sink measured in the same run:
+//! `cargo bench --bench ingest` (`HVPROBE_BENCH_AGENTS`, default 19000).
 //!
-//! Starts the real collector (release build) and simulates N agents in this process: each is its own TCP
-//! connection and gRPC stream on loopback, sending a realistic report (the five checks run once on this
-//! machine) every interval, at a random phase. Measures, in one run:
-//! - the steady state at the offered load N / interval: reports acknowledged per second, ack latency, and
-//!   whether the collector falls behind;
-//! - memory per connected agent: collector RSS with the fleet connected minus RSS when idle, over N;
-//! - the collector's CPU per report;
-//! - the ceiling: a closed loop on 200 streams sending as fast as acks return, and its ratio to the load
-//!   a fleet of N agents offers.
+//! The collector is the real binary in its own process, and so is the baseline: this bench re-executes itself
+//! as a **bare tonic sink** (`HVPROBE_BENCH_SINK`) that decodes full `Report` messages and acks them, on
+//! tonic's defaults. Their RSS and CPU are their own; the simulated agents live in this process.
 //!
-//! `HVPROBE_BENCH_AGENTS` (default 10000), `HVPROBE_BENCH_INTERVAL_SECS` (10), `HVPROBE_BENCH_SECS` (60),
-//! `HVPROBE_BENCH_SMALL_REPORT=1` (no md arrays in the report: separates connection cost from state).
+//! Each simulated agent runs the agent's own uplink (`hvprobe::agent::uplink::run`: its backoff, jitter,
+//! retry hints and compact reports) with its own TCP connection and stream, and publishes a realistic
+//! report (the checks run once on a copy of a kernel 6.18 capture, 18 md arrays: about 3.7 KB) every
+//! interval at a random phase. Most cycles change nothing; a few change one check's status and summary
+//! (`HVPROBE_BENCH_CHANGE_PERCENT`, default 5 % of reports).
+//!
+//! Phases and figures:
+//! 1. **Bare sink**: N agents, steady window: CPU per report, KiB per connected agent.
+//! 2. **Collector at 1,000 agents**: the closed-loop ceiling (200 streams sending full reports as fast as
+//!    their acks return, on top of the connected agents) = `ceiling_small`.
+//! 3. **Collector at N agents**: steady window (acked/offered, ack latency, CPU per report, KiB per agent),
+//!    then the closed-loop ceiling again = `ceiling_large`. Equal ceilings mean the cost per report does
+//!    not grow with the fleet.
+//! 4. **Reconnect storm**: the collector is SIGKILLed, stays down `HVPROBE_BENCH_OUTAGE_SECS` (30), and is
+//!    restarted on the same ports: how long each agent takes to report again (p99), how many never come
+//!    back within the deadline, the collector's peak RSS during the storm.
+//!
+//! The last line is machine-readable: `RESULT agents=… acked_ratio=… cpu_us_per_report=…
+//! bare_sink_cpu_us_per_report=… kib_per_agent=… reconnect_p99_secs=… lost_agents=… ceiling_small=…
+//! ceiling_large=…`. Without `--bench` (as `cargo test --all-targets` runs it) it is a quick smoke run with
+//! 60 agents. The collector runs with `rate-limit-reports = false` so the closed loop measures ingest rather
+//! than the per-stream rate limit; the agents' own reports are never too fast anyway.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop loudly
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use hvprobe::agent::uplink::{self, AckHook, Target, UplinkConfig};
 use hvprobe::check::runner::Runner;
 use hvprobe::check::{Context, Mode};
 use hvprobe::config::Config;
@@ -26,14 +42,13 @@ use hvprobe::host::HostRoot;
 use hvprobe::pb;
 use hvprobe::report::HostReport;
 use hvprobe::wire;
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{ChildGuard as Guard, free_port};
+use support::{ChildGuard as Guard, Collector, free_port};
 
-/// The collector's CPU, exited threads included (its runtime's blocking threads come and go).
 fn cpu(pid: u32) -> Duration {
     support::cpu_process(pid)
 }
@@ -56,8 +71,8 @@ fn raise_nofile() {
     }
 }
 
-/// A report as a real agent would send it: the five checks run once, on a copy of the 6.18 kernel capture
-/// with the 18 md arrays of the prometheus/procfs mdstat fixture (a large report, to be conservative).
+/// A report as a real agent would send it: the checks run once, on a copy of the 6.18 kernel capture with
+/// the 18 md arrays of the prometheus/procfs mdstat fixture (a large report, to be conservative).
 async fn template() -> pb::Report {
     let root = tempfile::tempdir().unwrap();
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
@@ -73,13 +88,11 @@ async fn template() -> pb::Report {
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(corpus.join("live_kernel_6.18").join(rel), dst).unwrap();
     }
-    if std::env::var_os("HVPROBE_BENCH_SMALL_REPORT").is_none() {
-        std::fs::copy(
-            corpus.join("mdstat/procfs_fixture.txt"),
-            root.path().join("proc/mdstat"),
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        corpus.join("mdstat/procfs_fixture.txt"),
+        root.path().join("proc/mdstat"),
+    )
+    .unwrap();
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
     std::fs::copy("/etc/resolv.conf", root.path().join("etc/resolv.conf")).unwrap_or_default();
     let config = Config::default();
@@ -103,79 +116,248 @@ async fn template() -> pb::Report {
     })
 }
 
-#[derive(Default)]
-struct Stats {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    errors: AtomicU64,
-    latencies_us: Mutex<Vec<u32>>,
-}
+// ---------------------------------------------------------------------------------------------------------
+// The bare tonic sink (its own process).
 
-/// One simulated agent: its own connection and stream; reports every `interval` at a random phase.
-async fn agent(
-    addr: String,
-    id: usize,
-    template: Arc<pb::Report>,
-    interval: Duration,
-    stop: Instant,
-    stats: Arc<Stats>,
-    record: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-        return;
-    };
-    let Ok(channel) = endpoint.connect().await else {
-        stats.errors.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let mut client = pb::ingest_client::IngestClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::Report>(2);
-    let mut acks = match client
-        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(_) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    let phase = interval.mul_f64(fastrand::f64());
-    let mut next = tokio::time::Instant::now() + phase;
-    let mut seq = 0u64;
-    let host = format!("sim-{id:05}");
-    while Instant::now() < stop {
-        tokio::time::sleep_until(next).await;
-        next += interval;
-        seq += 1;
-        let mut r = (*template).clone();
-        r.host_id = host.clone();
-        r.seq = seq;
-        let sent = Instant::now();
-        if tx.send(r).await.is_err() {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let counting = record.load(Ordering::Relaxed);
-        if counting {
-            stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        match acks.message().await {
-            Ok(Some(_)) if counting => {
-                stats.acked.fetch_add(1, Ordering::Relaxed);
-                let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                stats.latencies_us.lock().await.push(us);
+struct Sink;
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for Sink {
+    type StreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Ack, tonic::Status>>;
+
+    async fn stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::Report>>,
+    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                let ack = pb::Ack {
+                    seq: r.seq,
+                    ..Default::default()
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    return;
+                }
             }
-            Ok(Some(_)) => {}
-            _ => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
+        });
+        Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
     }
 }
 
-/// Closed loop: `streams` streams send as fast as their acks come back, for `secs`.
+fn sink_main(addr: String) {
+    raise_nofile();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tonic::transport::Server::builder()
+            .add_service(pb::ingest_server::IngestServer::new(Sink))
+            .serve(addr.parse().unwrap())
+            .await
+            .unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The simulated fleet: the agent's own uplink per agent.
+
+/// Run-wide counters the agents' ack hooks feed.
+#[derive(Default)]
+struct Stats {
+    recording: AtomicBool,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    latencies_us: std::sync::Mutex<Vec<u32>>,
+    /// Nanoseconds since `epoch` when the collector was restarted (0: no storm).
+    restarted_ns: AtomicU64,
+}
+
+struct Sim {
+    /// When the latest report was published (ns since `epoch`), and its seq.
+    published_ns: AtomicU64,
+    seq: AtomicU64,
+    /// First ack after the restart (ns since `epoch`), 0 until then.
+    back_ns: AtomicU64,
+}
+
+struct Fleet {
+    epoch: Instant,
+    stats: Arc<Stats>,
+    sims: Vec<Arc<Sim>>,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        Fleet {
+            epoch: Instant::now(),
+            stats: Arc::new(Stats::default()),
+            sims: Vec::new(),
+            shutdown: watch::channel(false).0,
+            tasks: tokio::task::JoinSet::new(),
+        }
+    }
+
+    fn ns(epoch: Instant) -> u64 {
+        epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Adds `n` agents reporting to `addr` every `interval`, ramped over `ramp`.
+    async fn grow(
+        &mut self,
+        addr: std::net::SocketAddr,
+        n: usize,
+        template: &Arc<pb::Report>,
+        interval: Duration,
+        ramp: Duration,
+        change_percent: u64,
+    ) {
+        let first = self.sims.len();
+        for i in first..first + n {
+            let sim = Arc::new(Sim {
+                published_ns: AtomicU64::new(0),
+                seq: AtomicU64::new(0),
+                back_ns: AtomicU64::new(0),
+            });
+            self.sims.push(sim.clone());
+            let (tx, rx) = watch::channel::<Option<Arc<pb::Report>>>(None);
+            let (stats, epoch) = (self.stats.clone(), self.epoch);
+            let hook_sim = sim.clone();
+            let hook = AckHook(Arc::new(move |ack: &pb::Ack| {
+                let now = Fleet::ns(epoch);
+                let restarted = stats.restarted_ns.load(Ordering::Relaxed);
+                if restarted > 0 && now > restarted {
+                    let _ = hook_sim.back_ns.compare_exchange(
+                        0,
+                        now,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                if stats.recording.load(Ordering::Relaxed)
+                    && ack.seq == hook_sim.seq.load(Ordering::Relaxed)
+                    && ack.retry_after_ms == 0
+                {
+                    stats.acked.fetch_add(1, Ordering::Relaxed);
+                    let sent = hook_sim.published_ns.load(Ordering::Relaxed);
+                    let us = now.saturating_sub(sent) / 1000;
+                    if let Ok(mut l) = stats.latencies_us.lock() {
+                        l.push(us.min(u64::from(u32::MAX)) as u32);
+                    }
+                }
+            }));
+            let cfg = UplinkConfig {
+                target: Target::Addr(addr),
+                first_delay_max: interval.min(Duration::from_secs(10)),
+                backoff_max: Duration::from_secs(120),
+                connect_timeout: Duration::from_secs(5),
+                ack_timeout: (interval * 3).max(Duration::from_secs(15)),
+                tls: None,
+                on_ack: Some(hook),
+            };
+            self.tasks
+                .spawn(uplink::run(cfg, rx, self.shutdown.subscribe()));
+            let (stats, epoch, template) = (self.stats.clone(), self.epoch, template.clone());
+            let mut stop = self.shutdown.subscribe();
+            self.tasks.spawn(async move {
+                let host = format!("sim-{i:05}");
+                let mut next = tokio::time::Instant::now() + interval.mul_f64(fastrand::f64());
+                let mut seq = 0u64;
+                let mut changed_at = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    next += interval;
+                    seq += 1;
+                    let mut r = (*template).clone();
+                    r.host_id = host.clone();
+                    r.seq = seq;
+                    // A state change now and then: one check's summary differs for a while.
+                    if fastrand::u64(0..100) < change_percent {
+                        changed_at = seq;
+                    }
+                    if changed_at > 0 && seq - changed_at < 3 {
+                        if let Some(c) = r.checks.first_mut() {
+                            c.summary.push_str(" (changed)");
+                        }
+                    }
+                    sim.seq.store(seq, Ordering::Relaxed);
+                    sim.published_ns.store(Fleet::ns(epoch), Ordering::Relaxed);
+                    if stats.recording.load(Ordering::Relaxed) {
+                        stats.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if tx.send(Some(Arc::new(r))).is_err() {
+                        return;
+                    }
+                }
+            });
+            if i % 100 == 99 {
+                tokio::time::sleep(ramp / (n as u32 / 100).max(1)).await;
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// What a steady window measured of one server process.
+struct Steady {
+    acked: u64,
+    sent: u64,
+    secs: f64,
+    cpu_us_per_report: f64,
+    rss_kib: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+async fn steady(fleet: &Fleet, pid: u32, window: Duration) -> Steady {
+    let s = &fleet.stats;
+    s.sent.store(0, Ordering::Relaxed);
+    s.acked.store(0, Ordering::Relaxed);
+    s.latencies_us.lock().unwrap().clear();
+    s.recording.store(true, Ordering::Relaxed);
+    let cpu0 = cpu(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(window).await;
+    s.recording.store(false, Ordering::Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    let used = cpu(pid).saturating_sub(cpu0);
+    let acked = s.acked.load(Ordering::Relaxed);
+    let mut lat = s.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Steady {
+        acked,
+        sent: s.sent.load(Ordering::Relaxed),
+        secs,
+        cpu_us_per_report: used.as_secs_f64() * 1e6 / acked.max(1) as f64,
+        rss_kib: rss_kib(pid),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+    }
+}
+
+/// Closed loop: `streams` streams send full reports as fast as their acks come back, for `secs`.
 async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Duration) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + secs;
@@ -183,18 +365,22 @@ async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Du
     for i in 0..streams {
         let (addr, template, done) = (addr.to_owned(), template.clone(), done.clone());
         tasks.spawn(async move {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .unwrap()
                 .connect()
                 .await
-                .unwrap();
+            else {
+                return;
+            };
             let mut client = pb::ingest_client::IngestClient::new(channel);
             let (tx, rx) = tokio::sync::mpsc::channel::<pb::Report>(2);
-            let mut acks = client
+            let Ok(acks) = client
                 .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await
-                .unwrap()
-                .into_inner();
+            else {
+                return;
+            };
+            let mut acks = acks.into_inner();
             let mut seq = 0;
             while Instant::now() < stop {
                 seq += 1;
@@ -212,101 +398,202 @@ async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Du
     done.load(Ordering::Relaxed) as f64 / secs.as_secs_f64()
 }
 
+async fn wait_listening(addr: &str) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
 fn main() {
+    if let Ok(addr) = std::env::var("HVPROBE_BENCH_SINK") {
+        return sink_main(addr);
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let n = env("HVPROBE_BENCH_AGENTS", if smoke { 50 } else { 10_000 }) as usize;
+    let n = env("HVPROBE_BENCH_AGENTS", if smoke { 60 } else { 19_000 }) as usize;
+    let small = n.min(if smoke { 20 } else { 1000 });
     let interval = Duration::from_secs(env(
         "HVPROBE_BENCH_INTERVAL_SECS",
         if smoke { 1 } else { 10 },
     ));
-    let window = Duration::from_secs(env("HVPROBE_BENCH_SECS", if smoke { 3 } else { 60 }));
+    let window = Duration::from_secs(env("HVPROBE_BENCH_SECS", if smoke { 2 } else { 30 }));
+    let outage = Duration::from_secs(env("HVPROBE_BENCH_OUTAGE_SECS", if smoke { 2 } else { 30 }));
+    let change = env("HVPROBE_BENCH_CHANGE_PERCENT", 5);
+    let burst_streams = if smoke { 10 } else { 200 };
+    let burst_secs = Duration::from_secs(if smoke { 2 } else { 10 });
+    let ramp = interval;
     raise_nofile();
-    let (grpc, http) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let collector = Guard(
-        Command::new(env!("CARGO_BIN_EXE_hvprobe"))
-            .current_dir(dir.path())
-            .args(["collector", "--listen", &grpc, "--http", &http, "--db"])
-            .arg(dir.path().join("events.db"))
-            .env("HVPROBE_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = collector.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let offered = n as f64 / interval.as_secs_f64();
     rt.block_on(async {
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&grpc).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let idle = rss_kib(pid);
         let template = Arc::new(template().await);
         let size = prost::Message::encoded_len(&*template);
-        let stats = Arc::new(Stats::default());
-        let record = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // Ramp-up over one interval (agents start at random phases), then warm up one more interval.
-        let ramp = interval;
-        let stop = Instant::now() + ramp + interval + window;
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..n {
-            tasks.spawn(agent(grpc.clone(), i, template.clone(), interval, stop, stats.clone(), record.clone()));
-            if i % 100 == 99 {
-                tokio::time::sleep(ramp / (n as u32 / 100).max(1)).await;
-            }
-        }
-        tokio::time::sleep(interval).await;
-        record.store(true, Ordering::Relaxed);
-        let cpu0 = cpu(pid);
-        let t0 = Instant::now();
-        tokio::time::sleep(window).await;
-        record.store(false, Ordering::Relaxed);
-        let elapsed = t0.elapsed();
-        let used = cpu(pid).saturating_sub(cpu0);
-        let steady = rss_kib(pid);
-        let acked = stats.acked.load(Ordering::Relaxed);
-        let sent = stats.sent.load(Ordering::Relaxed);
-        let mut lat = stats.latencies_us.lock().await.clone();
-        lat.sort_unstable();
-        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
-        while tasks.join_next().await.is_some() {}
-        let errors = stats.errors.load(Ordering::Relaxed);
-        let offered = n as f64 / interval.as_secs_f64();
-        let rate = acked as f64 / elapsed.as_secs_f64();
-        println!("collector ingest: {n} simulated agents (one TCP connection and stream each), interval {} s, report {size} bytes", interval.as_secs());
-        println!("  steady window {:.0} s: {acked} reports acknowledged ({rate:.0}/s; offered {offered:.0}/s), sent {sent}, errors {errors}", elapsed.as_secs_f64());
-        println!("  ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.5) as f64 / 1000.0, pct(0.99) as f64 / 1000.0, lat.last().copied().unwrap_or(0) as f64 / 1000.0);
         println!(
-            "  keeping up: {} (acked/sent {:.4}, p99 latency {} 1 s)",
-            if sent > 0 && acked as f64 >= 0.99 * sent as f64 && pct(0.99) < 1_000_000 { "yes" } else { "NO" },
-            acked as f64 / sent.max(1) as f64,
-            if pct(0.99) < 1_000_000 { "<" } else { ">=" }
-        );
-        println!(
-            "  collector RSS idle {:.1} MiB, with the fleet {:.1} MiB: {:.1} KiB per connected agent",
-            idle as f64 / 1024.0,
-            steady as f64 / 1024.0,
-            steady.saturating_sub(idle) as f64 / n as f64
-        );
-        println!("  collector CPU {:.1} us per report ({:.1}% of one core)", used.as_secs_f64() * 1e6 / acked.max(1) as f64, used.as_secs_f64() * 100.0 / elapsed.as_secs_f64());
-        let burst = ceiling(&grpc, template.clone(), if smoke { 10 } else { 200 }, Duration::from_secs(if smoke { 2 } else { 10 })).await;
-        println!(
-            "  ceiling (closed loop, {} streams): {burst:.0} reports/s = {:.1}x the load of {n} agents at {} s",
-            if smoke { 10 } else { 200 },
-            burst / offered,
+            "collector ingest: {n} simulated agents (the agent's own uplink each: one TCP connection and stream), interval {} s, report {size} bytes, {change}% of reports change a check",
             interval.as_secs()
         );
-        println!("target: >= 10000 agents at a 10 s interval without falling behind");
+
+        // 1. The bare tonic sink.
+        let sink_addr = format!("127.0.0.1:{}", free_port());
+        let sink = Guard(
+            Command::new(std::env::current_exe().unwrap())
+                .env("HVPROBE_BENCH_SINK", &sink_addr)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_listening(&sink_addr).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sink_idle = rss_kib(sink.0.id());
+        let mut fleet = Fleet::new();
+        fleet
+            .grow(sink_addr.parse().unwrap(), n, &template, interval, ramp, change)
+            .await;
+        tokio::time::sleep(interval).await;
+        let bare = steady(&fleet, sink.0.id(), window).await;
+        let bare_kib = bare.rss_kib.saturating_sub(sink_idle) as f64 / n as f64;
+        println!(
+            "  bare tonic sink: {} acked in {:.0} s, {:.1} us CPU per report, {:.1} KiB per connected agent (RSS {:.1} MiB)",
+            bare.acked,
+            bare.secs,
+            bare.cpu_us_per_report,
+            bare_kib,
+            bare.rss_kib as f64 / 1024.0
+        );
+        fleet.stop().await;
+        drop(sink);
+
+        // 2. The collector with 1,000 agents: the closed-loop ceiling.
+        let mut collector = Collector::start(&format!(
+            "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nrate-limit-reports = false",
+            n + 2000,
+            n + 2000
+        ));
+        let pid = collector.child.as_ref().unwrap().0.id();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle = rss_kib(pid);
+        let grpc: std::net::SocketAddr = collector.grpc.parse().unwrap();
+        let mut fleet = Fleet::new();
+        fleet
+            .grow(grpc, small, &template, interval, ramp, change)
+            .await;
+        tokio::time::sleep(interval).await;
+        let ceiling_small = ceiling(&collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        println!(
+            "  ceiling with {small} agents connected (closed loop, {burst_streams} streams of full reports): {ceiling_small:.0} reports/s"
+        );
+
+        // 3. The collector with N agents.
+        fleet
+            .grow(grpc, n - small, &template, interval, ramp, change)
+            .await;
+        tokio::time::sleep(interval * 2).await;
+        let st = steady(&fleet, pid, window).await;
+        let kib = st.rss_kib.saturating_sub(idle) as f64 / n as f64;
+        let acked_ratio = st.acked as f64 / offered / st.secs;
+        println!(
+            "  steady window {:.0} s: {} reports acknowledged ({:.0}/s; offered {offered:.0}/s; acked/offered {acked_ratio:.3}), sent {}",
+            st.secs,
+            st.acked,
+            st.acked as f64 / st.secs,
+            st.sent
+        );
+        println!(
+            "  ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            st.p50_ms, st.p99_ms, st.max_ms
+        );
+        println!(
+            "  collector: {:.1} us CPU per report = {:.2}x the bare sink; {:.1} KiB per connected agent = {:.2}x the bare sink (RSS idle {:.1} MiB, with the fleet {:.1} MiB)",
+            st.cpu_us_per_report,
+            st.cpu_us_per_report / bare.cpu_us_per_report.max(0.001),
+            kib,
+            kib / bare_kib.max(0.001),
+            idle as f64 / 1024.0,
+            st.rss_kib as f64 / 1024.0
+        );
+        let compact = collector.metric("hvprobe_collector_compact_checks_total").unwrap_or(0.0);
+        let total = collector.metric("hvprobe_collector_reports_total").unwrap_or(0.0);
+        println!("  compact checks completed by the collector: {compact:.0} over {total:.0} reports");
+        let ceiling_large = ceiling(&collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        println!(
+            "  ceiling with {n} agents connected: {ceiling_large:.0} reports/s ({:.2}x the ceiling at {small}; {:.1}x the load of {n} agents)",
+            ceiling_large / ceiling_small.max(1.0),
+            ceiling_large / offered
+        );
+
+        // 4. The reconnect storm.
+        collector.kill9();
+        tokio::time::sleep(outage).await;
+        fleet
+            .stats
+            .restarted_ns
+            .store(Fleet::ns(fleet.epoch).max(1), Ordering::Relaxed);
+        let restarted = Instant::now();
+        tokio::task::block_in_place(|| collector.restart());
+        let pid = collector.child.as_ref().unwrap().0.id();
+        let deadline = Duration::from_secs(if smoke { 30 } else { 180 });
+        let mut peak = 0;
+        while restarted.elapsed() < deadline {
+            peak = peak.max(rss_kib(pid));
+            let back = fleet
+                .sims
+                .iter()
+                .filter(|s| s.back_ns.load(Ordering::Relaxed) > 0)
+                .count();
+            if back == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let restart_ns = fleet.stats.restarted_ns.load(Ordering::Relaxed);
+        let mut back: Vec<f64> = fleet
+            .sims
+            .iter()
+            .map(|s| s.back_ns.load(Ordering::Relaxed))
+            .filter(|b| *b > 0)
+            .map(|b| b.saturating_sub(restart_ns) as f64 / 1e9)
+            .collect();
+        back.sort_by(f64::total_cmp);
+        let lost = n - back.len();
+        // The p99 over the whole fleet: an agent not back counts as the deadline.
+        let p99 = if lost * 100 > n {
+            deadline.as_secs_f64()
+        } else {
+            back.get(((n as f64 * 0.99) as usize).min(back.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let within_60 = back.iter().filter(|s| **s <= 60.0).count();
+        let refused = collector
+            .metric("hvprobe_collector_rejected_streams_total{reason=\"admission_rate\"}")
+            .unwrap_or(0.0);
+        println!(
+            "  reconnect storm: killed, down {} s, restarted: {}/{n} back, p50 {:.1} s, p99 {p99:.1} s, {:.2}% within 60 s, {lost} not back within {} s; {refused:.0} streams told to come back later; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
+            outage.as_secs(),
+            back.len(),
+            back.get(back.len() / 2).copied().unwrap_or(0.0),
+            within_60 as f64 * 100.0 / n as f64,
+            deadline.as_secs(),
+            peak as f64 / 1024.0,
+            st.rss_kib as f64 / 1024.0
+        );
+        let per_report = st.cpu_us_per_report;
+        let gib_100k = (idle as f64 + kib * 100_000.0) / 1024.0 / 1024.0;
+        let cores_100k = per_report * 10_000.0 / 1e6;
+        println!(
+            "  extrapolated to 100,000 agents at 10 s: {gib_100k:.2} GiB RSS, {cores_100k:.2} cores for 10,000 reports/s (ceiling here {ceiling_large:.0}/s)"
+        );
+        fleet.stop().await;
+        println!(
+            "RESULT agents={n} acked_ratio={acked_ratio:.4} cpu_us_per_report={:.1} bare_sink_cpu_us_per_report={:.1} kib_per_agent={kib:.1} reconnect_p99_secs={p99:.1} lost_agents={lost} ceiling_small={ceiling_small:.0} ceiling_large={ceiling_large:.0}",
+            st.cpu_us_per_report, bare.cpu_us_per_report
+        );
     });
-    drop(collector);
 }

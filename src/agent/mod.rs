@@ -299,6 +299,7 @@ fn spawn_uplinks(
             // A few intervals without an ack (at least 15 s): the stream is dead even if TCP does not know.
             ack_timeout: (s.interval * 3).max(Duration::from_secs(15)),
             tls: tls.clone(),
+            on_ack: None,
         };
         uplinks.spawn(uplink::run(cfg, reports.clone(), shutdown.clone()));
     }

@@ -110,7 +110,7 @@ pub struct Compactor {
 
 impl Compactor {
     /// At most this many reports in a row lean on details sent earlier.
-    pub const FULL_EVERY: u32 = 6;
+    pub const FULL_EVERY: u32 = 12;
 
     /// What the collector said in an ack.
     pub fn on_ack(&mut self, ack: &pb::Ack) {
@@ -165,6 +165,19 @@ pub struct UplinkConfig {
     pub ack_timeout: Duration,
     /// TLS to the collector (its certificate verified by DNS name, or by IP address when dialled by one).
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Called with every ack the collector sends (the ingest benchmark's simulated agents time their
+    /// reports and reconnections with it; the agent itself sets none).
+    pub on_ack: Option<AckHook>,
+}
+
+/// A function called with each ack.
+#[derive(Clone)]
+pub struct AckHook(pub Arc<dyn Fn(&pb::Ack) + Send + Sync>);
+
+impl std::fmt::Debug for AckHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckHook")
+    }
 }
 
 /// Why a session ended.
@@ -392,6 +405,9 @@ async fn session(
                 Ok(Some(ack)) => {
                     last_ack = tokio::time::Instant::now();
                     compactor.on_ack(&ack);
+                    if let Some(hook) = &cfg.on_ack {
+                        (hook.0)(&ack);
+                    }
                     if !acked {
                         acked = true;
                         backoff.reset();

@@ -41,6 +41,9 @@ pub struct CollectorConfig {
     /// agents of a whole fleet come back at once; beyond this rate they are told when to come back
     /// (RESOURCE_EXHAUSTED, a retry hint spread over the backlog) instead of all being served at once.
     pub admit_streams_per_sec: u32,
+    /// Drop (and count) reports a stream sends faster than half its announced interval. Off only for load
+    /// tests that measure the collector's ceiling with streams sending as fast as their acks return.
+    pub rate_limit_reports: bool,
     /// `[collector.tls]`: serve TLS, require agents' client certificates and bind reports to them.
     pub tls: Option<CollectorTls>,
     /// A file holding the bearer token of the HTTP API and the Query service (with TLS).
@@ -68,6 +71,7 @@ impl Default for CollectorConfig {
             max_streams_per_connection: 4,
             max_streams_per_peer: 256,
             admit_streams_per_sec: 2000,
+            rate_limit_reports: true,
             tls: None,
             api_token_file: None,
             alertmanagers: Vec::new(),

@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_streams_per_peer: usize,
     /// New streams admitted per second (burst: one second's worth).
     pub admit_per_sec: u32,
+    /// Drop reports faster than half the announced interval.
+    pub rate_limit: bool,
     /// Base of the retry hint.
     pub retry_after: Duration,
     /// Deadline of a stream's first report.
@@ -307,7 +309,8 @@ impl StreamCtx {
             let now = Instant::now();
             // Faster than half the announced interval: dropped and counted. The agent sends its latest report
             // at once on connecting and the next on its own schedule: neither of those two counts.
-            if accepted >= 2
+            if self.limits.rate_limit
+                && accepted >= 2
                 && let Some((at, iv)) = last_accepted
                 && now.saturating_duration_since(at) < iv / 2
             {

@@ -215,6 +215,7 @@ fn grpc_router(
             max_streams: cfg.max_streams,
             max_streams_per_peer: cfg.max_streams_per_peer,
             admit_per_sec: cfg.admit_streams_per_sec,
+            rate_limit: cfg.rate_limit_reports,
             retry_after: Duration::from_millis(cfg.retry_after_ms),
             first_report: Duration::from_millis(cfg.first_report_timeout_ms),
             idle_intervals: cfg.idle_intervals,
