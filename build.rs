@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Small first buffers per stream (see `pb::LeanCodec`).
+        .codec_path("crate::pb::LeanCodec")
         .file_descriptor_set_path(out.join("hvprobe_descriptor.bin"))
         .compile_fds(fds)?;
     Ok(())

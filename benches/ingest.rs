@@ -119,16 +119,55 @@ async fn template() -> pb::Report {
 // ---------------------------------------------------------------------------------------------------------
 // The bare tonic sink (its own process).
 
+/// `hvprobe.v1.Ingest/Stream` served with tonic's own defaults (the default prost codec and its buffers,
+/// not hvprobe's `LeanCodec`): what a bare tonic server costs.
+#[derive(Clone)]
 struct Sink;
 
-#[tonic::async_trait]
-impl pb::ingest_server::Ingest for Sink {
-    type StreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Ack, tonic::Status>>;
+type AckStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Ack, tonic::Status>>;
 
-    async fn stream(
-        &self,
-        request: tonic::Request<tonic::Streaming<pb::Report>>,
-    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+impl tonic::server::StreamingService<pb::Report> for Sink {
+    type Response = pb::Ack;
+    type ResponseStream = AckStream;
+    type Future = tonic::codegen::BoxFuture<tonic::Response<AckStream>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<pb::Report>>) -> Self::Future {
+        Box::pin(sink_stream(request))
+    }
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for Sink
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<pb::Ack, pb::Report>::default();
+            Ok(tonic::server::Grpc::new(codec).streaming(Sink, req).await)
+        })
+    }
+}
+
+impl tonic::server::NamedService for Sink {
+    const NAME: &'static str = "hvprobe.v1.Ingest";
+}
+
+async fn sink_stream(
+    request: tonic::Request<tonic::Streaming<pb::Report>>,
+) -> Result<tonic::Response<AckStream>, tonic::Status> {
+    {
         let mut inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -157,7 +196,7 @@ fn sink_main(addr: String) {
         .unwrap();
     rt.block_on(async {
         tonic::transport::Server::builder()
-            .add_service(pb::ingest_server::IngestServer::new(Sink))
+            .add_service(Sink)
             .serve(addr.parse().unwrap())
             .await
             .unwrap();
@@ -357,6 +396,52 @@ async fn steady(fleet: &Fleet, pid: u32, window: Duration) -> Steady {
     }
 }
 
+/// What a closed loop measured: reports/s, and the CPU the collector and this process (the load generator)
+/// used meanwhile, in cores.
+struct Ceiling {
+    rate: f64,
+    collector_cores: f64,
+    generator_cores: f64,
+}
+
+/// Closed loop against the collector `pid`, optionally under `perf record` (`HVPROBE_BENCH_PROFILE=<dir>`).
+async fn ceiling_of(
+    pid: u32,
+    label: &str,
+    addr: &str,
+    template: Arc<pb::Report>,
+    streams: usize,
+    secs: Duration,
+) -> Ceiling {
+    let me = std::process::id();
+    let perf = std::env::var("HVPROBE_BENCH_PROFILE").ok().map(|dir| {
+        Guard(
+            Command::new("perf")
+                .args(["record", "-e", "cpu-clock", "-F", "499", "-g", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(format!("{dir}/collector-{label}.data"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("perf (Debian package linux-perf)"),
+        )
+    });
+    let (c0, g0, t0) = (cpu(pid), cpu(me), Instant::now());
+    let rate = ceiling(addr, template, streams, secs).await;
+    let wall = t0.elapsed().as_secs_f64();
+    if let Some(p) = perf {
+        let _ = Command::new("kill")
+            .args(["-INT", &p.0.id().to_string()])
+            .status();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ceiling {
+        rate,
+        collector_cores: cpu(pid).saturating_sub(c0).as_secs_f64() / wall,
+        generator_cores: cpu(me).saturating_sub(g0).as_secs_f64() / wall,
+    }
+}
+
 /// Closed loop: `streams` streams send full reports as fast as their acks come back, for `secs`.
 async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Duration) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
@@ -485,9 +570,11 @@ fn main() {
             .grow(grpc, small, &template, interval, ramp, change)
             .await;
         tokio::time::sleep(interval).await;
-        let ceiling_small = ceiling(&collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        let c_small = ceiling_of(pid, "small", &collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        let ceiling_small = c_small.rate;
         println!(
-            "  ceiling with {small} agents connected (closed loop, {burst_streams} streams of full reports): {ceiling_small:.0} reports/s"
+            "  ceiling with {small} agents connected (closed loop, {burst_streams} streams of full reports): {ceiling_small:.0} reports/s; CPU: collector {:.2} cores, load generator {:.2} cores",
+            c_small.collector_cores, c_small.generator_cores
         );
 
         // 3. The collector with N agents.
@@ -521,11 +608,14 @@ fn main() {
         let compact = collector.metric("hvprobe_collector_compact_checks_total").unwrap_or(0.0);
         let total = collector.metric("hvprobe_collector_reports_total").unwrap_or(0.0);
         println!("  compact checks completed by the collector: {compact:.0} over {total:.0} reports");
-        let ceiling_large = ceiling(&collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        let c_large = ceiling_of(pid, "large", &collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        let ceiling_large = c_large.rate;
         println!(
-            "  ceiling with {n} agents connected: {ceiling_large:.0} reports/s ({:.2}x the ceiling at {small}; {:.1}x the load of {n} agents)",
+            "  ceiling with {n} agents connected: {ceiling_large:.0} reports/s ({:.2}x the ceiling at {small}; {:.1}x the load of {n} agents); CPU: collector {:.2} cores, load generator {:.2} cores",
             ceiling_large / ceiling_small.max(1.0),
-            ceiling_large / offered
+            ceiling_large / offered,
+            c_large.collector_cores,
+            c_large.generator_cores
         );
 
         // 4. The reconnect storm.
