@@ -493,9 +493,50 @@ async fn wait_listening(addr: &str) {
     panic!("nothing listens on {addr}");
 }
 
+/// What the collector's per-host state weighs: RSS growth of 19,000 decoded reports (the template), and the
+/// sizes of the per-stream types (`HVPROBE_BENCH_SIZES=1`).
+fn sizes() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let template = rt.block_on(template());
+    let n = 19_000;
+    let before = rss_kib(std::process::id());
+    let kept: Vec<HostReport> = (0..n)
+        .map(|i| {
+            let mut r = template.clone();
+            r.host_id = format!("sim-{i:05}");
+            wire::report_from_pb(&r).unwrap()
+        })
+        .collect();
+    let after = rss_kib(std::process::id());
+    println!(
+        "decoded report: {:.1} KiB each ({} kept)",
+        after.saturating_sub(before) as f64 / n as f64,
+        kept.len()
+    );
+    let before = rss_kib(std::process::id());
+    let pbs: Vec<pb::Report> = (0..n).map(|_| template.clone()).collect();
+    let after = rss_kib(std::process::id());
+    println!(
+        "prost report: {:.1} KiB each ({} kept)",
+        after.saturating_sub(before) as f64 / n as f64,
+        pbs.len()
+    );
+    println!(
+        "Result<Ack, Status>: {} bytes; pb::Ack: {} bytes",
+        std::mem::size_of::<Result<pb::Ack, tonic::Status>>(),
+        std::mem::size_of::<pb::Ack>()
+    );
+}
+
 fn main() {
     if let Ok(addr) = std::env::var("HVPROBE_BENCH_SINK") {
         return sink_main(addr);
+    }
+    if std::env::var_os("HVPROBE_BENCH_SIZES").is_some() {
+        return sizes();
     }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let n = env("HVPROBE_BENCH_AGENTS", if smoke { 60 } else { 19_000 }) as usize;

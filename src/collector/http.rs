@@ -117,7 +117,7 @@ pub(super) fn host_json(s: &State, id: &str) -> Option<serde_json::Value> {
             "summary": c.outcome.summary,
             "reason": c.outcome.reason.map(|x| x.as_str()),
             "duration_ms": c.duration.as_millis() as u64,
-            "details": c.outcome.details,
+            "details": h.details_of(c.kind),
         })).collect::<Vec<_>>(),
     }))
 }

@@ -20,16 +20,52 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::correlate::{Engine, Event, EventKind, KnownHost};
 use super::store::Store;
-use crate::check::{Details, Status};
+use crate::check::{CheckKind, Details, Status};
 pub use crate::fleet::HostStatus;
 use crate::report::HostReport;
 use crate::util::rfc3339;
 
+/// A check's details as the collector keeps them: the encoded `CheckResult` (kind and details only). The
+/// decoded structures of a large host weigh about 23 KiB; these bytes about 4. They are decoded again only
+/// when the host is shown.
+#[derive(Debug, Clone)]
+pub struct KeptDetails {
+    /// Which check.
+    pub kind: CheckKind,
+    bytes: Box<[u8]>,
+}
+
+impl KeptDetails {
+    /// Encodes a check's details; `None` when there are none.
+    pub fn encode(kind: CheckKind, d: &Details) -> Option<KeptDetails> {
+        let m = crate::pb::CheckResult {
+            kind: kind.to_pb() as i32,
+            details: Some(d.to_pb()?),
+            ..Default::default()
+        };
+        Some(KeptDetails {
+            kind,
+            bytes: prost::Message::encode_to_vec(&m).into_boxed_slice(),
+        })
+    }
+
+    /// The details again.
+    pub fn decode(&self) -> Details {
+        <crate::pb::CheckResult as prost::Message>::decode(&*self.bytes)
+            .ok()
+            .and_then(|m| m.details)
+            .map(|d| Details::from_pb(&d))
+            .unwrap_or(Details::None)
+    }
+}
+
 /// What the collector keeps per host.
 #[derive(Debug, Clone)]
 pub struct HostEntry {
-    /// The latest report.
+    /// The latest report, its checks' details left out (they are in `details`).
     pub report: HostReport,
+    /// The latest details of each check, encoded.
+    pub details: Vec<KeptDetails>,
     /// When it arrived (collector clock).
     pub last_seen: SystemTime,
     /// Monotonic arrival time, for staleness.
@@ -47,6 +83,14 @@ pub struct HostEntry {
 }
 
 impl HostEntry {
+    /// The latest details of one check (decoded now).
+    pub fn details_of(&self, kind: CheckKind) -> Details {
+        self.details
+            .iter()
+            .find(|k| k.kind == kind)
+            .map_or(Details::None, KeptDetails::decode)
+    }
+
     /// The host's status, given whether the engine holds it stale. Staleness has one source, the engine's
     /// timer, so the host API, the zones, the metrics and the timeline always agree.
     pub fn status(&self, stale: bool) -> HostStatus {
@@ -331,42 +375,50 @@ impl State {
         }
     }
 
-    /// Completes a compact report with the details kept from the host's previous one (moved, not copied).
-    /// A compact check is completed only from a check of the same kind whose status and summary are the
-    /// same, on the same stream; otherwise its details stay empty and the agent is asked for a full report.
-    fn complete(&mut self, stream: u64, report: &mut HostReport) -> bool {
-        let mut send_full = false;
-        let prev = self
+    /// Takes the details of a report for keeping: fresh ones are encoded; a compact check (sent without
+    /// details) keeps the bytes held for the host, but only from a check of the same kind, status and
+    /// summary on the same stream — otherwise it keeps none and the agent is asked for a full report. The
+    /// report's decoded details are dropped. Returns the kept details and whether to ask for a full report.
+    fn keep_details(&mut self, stream: u64, report: &mut HostReport) -> (Vec<KeptDetails>, bool) {
+        let mut old: Vec<KeptDetails> = Vec::new();
+        let mut same = vec![false; report.checks.len()];
+        if let Some(p) = self
             .hosts
             .get_mut(&report.host_id)
-            .filter(|p| p.stream == stream);
-        let mut prev = prev.map(|p| &mut p.report.checks);
-        for c in report
-            .checks
-            .iter_mut()
-            .filter(|c| c.outcome.details == Details::Unchanged)
+            .filter(|p| p.stream == stream)
         {
-            let kept = prev.as_mut().and_then(|checks| {
-                checks.iter_mut().find(|o| {
+            old = std::mem::take(&mut p.details);
+            for (i, c) in report.checks.iter().enumerate() {
+                same[i] = p.report.checks.iter().any(|o| {
                     o.kind == c.kind
                         && o.outcome.status == c.outcome.status
                         && o.outcome.summary == c.outcome.summary
-                        && o.outcome.details != Details::Unchanged
-                })
-            });
-            c.outcome.details = match kept {
-                Some(o) => {
-                    self.compact_checks_total += 1;
-                    std::mem::replace(&mut o.outcome.details, Details::None)
-                }
-                None => {
-                    self.full_reports_asked_total += 1;
-                    send_full = true;
-                    Details::None
-                }
-            };
+                });
+            }
         }
-        send_full
+        let mut kept = Vec::with_capacity(report.checks.len());
+        let mut send_full = false;
+        for (c, same) in report.checks.iter_mut().zip(same) {
+            match &c.outcome.details {
+                Details::None => {}
+                Details::Unchanged => {
+                    let found = old.iter().position(|k| k.kind == c.kind).filter(|_| same);
+                    match found {
+                        Some(i) => {
+                            self.compact_checks_total += 1;
+                            kept.push(old.swap_remove(i));
+                        }
+                        None => {
+                            self.full_reports_asked_total += 1;
+                            send_full = true;
+                        }
+                    }
+                }
+                d => kept.extend(KeptDetails::encode(c.kind, d)),
+            }
+            c.outcome.details = Details::None;
+        }
+        (kept, send_full)
     }
 
     /// Applies one report; returns what to tell the agent.
@@ -421,10 +473,7 @@ impl State {
             };
         }
         self.reporting_streams.insert(stream);
-        let mut ack = AckInfo {
-            send_full: self.complete(stream, &mut report),
-            ..AckInfo::default()
-        };
+        let mut ack = AckInfo::default();
         let known = self
             .hosts
             .get(&id)
@@ -437,6 +486,8 @@ impl State {
                 interval: report.interval,
             });
         let events = self.engine.observe(SystemTime::now(), &report);
+        let (details, send_full) = self.keep_details(stream, &mut report);
+        ack.send_full = send_full;
         let missed = u64::from(report.missed_cycles);
         self.missed_cycles_total = self.missed_cycles_total.saturating_add(missed);
         let prev = self.hosts.get(&id);
@@ -456,6 +507,7 @@ impl State {
             id,
             HostEntry {
                 report,
+                details,
                 last_seen: SystemTime::now(),
                 last_seen_at: now,
                 stream,
@@ -829,7 +881,7 @@ mod tests {
         for _ in 0..2 {
             assert!(!s.apply(1, compact("available 40%"), t0).send_full);
             assert_eq!(
-                s.hosts["hv1"].report.checks[0].outcome.details,
+                s.hosts["hv1"].details_of(crate::check::CheckKind::Memory),
                 memory_details(7)
             );
         }
@@ -838,7 +890,7 @@ mod tests {
         let ack = s.apply(1, compact("available 12%"), t0);
         assert!(ack.send_full);
         assert_eq!(
-            s.hosts["hv1"].report.checks[0].outcome.details,
+            s.hosts["hv1"].details_of(crate::check::CheckKind::Memory),
             Details::None
         );
         // The full report comes, and compact ones work again.
@@ -849,7 +901,7 @@ mod tests {
         );
         assert!(!s.apply(1, compact("available 12%"), t0).send_full);
         assert_eq!(
-            s.hosts["hv1"].report.checks[0].outcome.details,
+            s.hosts["hv1"].details_of(crate::check::CheckKind::Memory),
             memory_details(3)
         );
         // Another stream (a reconnect) never leans on the old stream's details.

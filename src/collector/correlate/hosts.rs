@@ -153,11 +153,27 @@ pub(super) struct Syncing {
 }
 
 impl Snapshot {
-    pub(super) fn of(r: &HostReport) -> Snapshot {
+    /// The facts of a report. A check sent without details (compact, [`Details::Unchanged`]) keeps its
+    /// facts from `prev`, the host's previous snapshot.
+    pub(super) fn of(r: &HostReport, prev: Option<&Snapshot>) -> Snapshot {
         let mut s = Snapshot::default();
         for c in &r.checks {
             s.statuses.insert(c.kind, c.outcome.status);
             match &c.outcome.details {
+                Details::Unchanged => {
+                    if let Some(p) = prev {
+                        match c.kind {
+                            CheckKind::Dns => s.dns = p.dns.clone(),
+                            CheckKind::Wireguard => {
+                                s.wg_keys = p.wg_keys.clone();
+                                s.wg_down = p.wg_down;
+                                s.wg_peers = p.wg_peers.clone();
+                            }
+                            CheckKind::MdRaid => s.md_syncing = p.md_syncing.clone(),
+                            _ => {}
+                        }
+                    }
+                }
                 Details::Dns(d) => {
                     s.dns = d
                         .results

@@ -244,7 +244,7 @@ impl Engine {
     /// Feeds one report. Returns the events it caused (host back, reboot, verdicts).
     pub fn observe(&mut self, now: SystemTime, r: &HostReport) -> Vec<Event> {
         let mut events = Vec::new();
-        let snap = Snapshot::of(r);
+        let snap = Snapshot::of(r, self.hosts.get(&r.host_id).map(|t| &t.snap));
         let region = r.region.clone().unwrap_or_default();
         let interval = self.capped(r.interval);
         let new_host = !self.hosts.contains_key(&r.host_id);

@@ -548,6 +548,66 @@ fn a_mesh_verdict_names_the_hosts_holding_stale_conntrack_on_the_link() {
     assert_eq!(e.verdicts().count(), 0);
 }
 
+/// Compact reports carry no details: the engine keeps each host's facts (WireGuard peers, DNS results, md
+/// arrays) from its previous snapshot, so a mesh verdict neither closes nor changes while nothing changed.
+#[test]
+fn compact_reports_keep_the_facts_a_verdict_stands_on() {
+    let mut e = engine();
+    let names = ["hv-a", "hv-b", "hv-c", "hv-d"];
+    let fleet = |dead: bool| -> Vec<HostReport> {
+        names
+            .iter()
+            .filter(|h| !dead || **h != "hv-d")
+            .map(|h| {
+                let peers: Vec<(&str, PeerState)> = names
+                    .iter()
+                    .filter(|p| *p != h)
+                    .map(|p| {
+                        (
+                            *p,
+                            if dead && *p == "hv-d" {
+                                PeerState::Unreachable
+                            } else {
+                                PeerState::Ok
+                            },
+                        )
+                    })
+                    .collect();
+                report(h, "az1", "b1", vec![wg(h, &peers)])
+            })
+            .collect()
+    };
+    let compact = |reports: Vec<HostReport>| -> Vec<HostReport> {
+        reports
+            .into_iter()
+            .map(|mut r| {
+                for c in &mut r.checks {
+                    c.outcome.details = Details::Unchanged;
+                }
+                r
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 2, &fleet(false));
+    let ev = cycles(&mut e, 20, 4, &fleet(true));
+    assert_eq!(opened(&ev).len(), 1, "{ev:#?}");
+    let before: Vec<_> = e.verdicts().cloned().collect();
+    let ev = cycles(&mut e, 60, 6, &compact(fleet(true)));
+    assert!(
+        ev.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "compact reports closed a verdict: {ev:#?}"
+    );
+    let after: Vec<_> = e.verdicts().cloned().collect();
+    assert_eq!(before.len(), after.len());
+    assert_eq!(before[0].summary, after[0].summary);
+    // A full report that says the mesh healed closes it.
+    let ev = cycles(&mut e, 120, 6, &fleet(false));
+    assert!(
+        ev.iter().any(|x| x.kind == EventKind::VerdictClosed),
+        "{ev:#?}"
+    );
+}
+
 #[test]
 fn a_single_flicker_never_alerts() {
     let mut e = engine();
