@@ -596,32 +596,39 @@ fn main() {
         fleet.stop().await;
         drop(sink);
 
-        // 2. The collector with 1,000 agents: the closed-loop ceiling.
-        let mut collector = Collector::start(&format!(
+        // 2. A collector with 1,000 agents: the closed-loop ceiling. Its own process, so the burst's garbage
+        // is not in the memory figure of the next one.
+        let settings = format!(
             "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nrate-limit-reports = false",
             n + 2000,
             n + 2000
-        ));
-        let pid = collector.child.as_ref().unwrap().0.id();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let idle = rss_kib(pid);
-        let grpc: std::net::SocketAddr = collector.grpc.parse().unwrap();
+        );
+        let first = tokio::task::block_in_place(|| Collector::start(&settings));
+        let pid = first.child.as_ref().unwrap().0.id();
+        let grpc: std::net::SocketAddr = first.grpc.parse().unwrap();
         let mut fleet = Fleet::new();
         fleet
             .grow(grpc, small, &template, interval, ramp, change)
             .await;
         tokio::time::sleep(interval).await;
-        let c_small = ceiling_of(pid, "small", &collector.grpc, template.clone(), burst_streams, burst_secs).await;
+        let c_small = ceiling_of(pid, "small", &first.grpc, template.clone(), burst_streams, burst_secs).await;
         let ceiling_small = c_small.rate;
         println!(
             "  ceiling with {small} agents connected (closed loop, {burst_streams} streams of full reports): {ceiling_small:.0} reports/s; CPU: collector {:.2} cores, load generator {:.2} cores",
             c_small.collector_cores, c_small.generator_cores
         );
 
-        // 3. The collector with N agents.
-        fleet
-            .grow(grpc, n - small, &template, interval, ramp, change)
-            .await;
+        fleet.stop().await;
+        drop(first);
+
+        // 3. A fresh collector with N agents.
+        let mut collector = tokio::task::block_in_place(|| Collector::start(&settings));
+        let pid = collector.child.as_ref().unwrap().0.id();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle = rss_kib(pid);
+        let grpc: std::net::SocketAddr = collector.grpc.parse().unwrap();
+        let mut fleet = Fleet::new();
+        fleet.grow(grpc, n, &template, interval, ramp, change).await;
         tokio::time::sleep(interval * 2).await;
         let st = steady(&fleet, pid, window).await;
         let kib = st.rss_kib.saturating_sub(idle) as f64 / n as f64;

@@ -72,11 +72,23 @@ pub fn raise_nofile() {
     }
 }
 
+/// The accept queue asked for: after an outage a fleet reconnects within seconds, and a full queue drops
+/// SYNs (the agent's connect then waits for TCP's retransmission). The kernel caps it at
+/// `net.core.somaxconn` (4096 by default; the README says when to raise it).
+const LISTEN_BACKLOG: u32 = 65_535;
+
 async fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
     let a: SocketAddr = addr.parse().map_err(|e| format!("{what} {addr}: {e}"))?;
-    TcpListener::bind(a)
-        .await
-        .map_err(|e| format!("cannot listen on {a} ({what}): {e}"))
+    let fail = |e: std::io::Error| format!("cannot listen on {a} ({what}): {e}");
+    let socket = if a.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(a).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
 /// The TLS configurations of both ports (gRPC speaks HTTP/2, the API HTTP/1.1).
