@@ -77,7 +77,7 @@ fn main() {
         format!("127.0.0.1:{}", free_port()),
     );
     let _collector = Guard(
-        Command::new(bin)
+        Command::new(env!("CARGO_BIN_EXE_hvprobe-collector"))
             .args(["collector", "--listen", &grpc, "--http", &http, "--db"])
             .arg(dir.path().join("events.db"))
             .stderr(Stdio::null())

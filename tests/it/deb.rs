@@ -55,6 +55,7 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
     );
     for path in [
         "./usr/bin/hvprobe",
+        "./usr/bin/hvprobe-collector",
         "./usr/lib/systemd/system/hvprobe-agent.service",
         "./usr/lib/systemd/system/hvprobe-collector.service",
         "./usr/lib/sysusers.d/hvprobe.conf",
@@ -119,10 +120,15 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
             .unwrap(),
     );
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
-    for cfg in ["/etc/hvprobe/agent.toml", "/etc/hvprobe/collector.toml"] {
+    for (bin, cfg) in [
+        ("/usr/bin/hvprobe", "/etc/hvprobe/agent.toml"),
+        ("/usr/bin/hvprobe", "/etc/hvprobe/collector.toml"),
+        // What the collector's unit runs.
+        ("/usr/bin/hvprobe-collector", "/etc/hvprobe/collector.toml"),
+    ] {
         ok(
             cfg,
-            Command::new("/usr/bin/hvprobe")
+            Command::new(bin)
                 .args(["validate", "--config", cfg])
                 .output()
                 .unwrap(),
@@ -139,6 +145,7 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
     assert!(state.is_dir());
     drop(purge);
     assert!(!Path::new("/usr/bin/hvprobe").exists(), "purged");
+    assert!(!Path::new("/usr/bin/hvprobe-collector").exists(), "purged");
     assert!(
         !Path::new("/etc/hvprobe/agent.toml").exists(),
         "conffiles purged"

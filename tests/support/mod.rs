@@ -676,7 +676,8 @@ pub fn ifname(tag: &str) -> String {
     )
 }
 
-/// A real `hvprobe collector` process on loopback ports of its own.
+/// A real collector process on loopback ports of its own: `hvprobe-collector collector`, the binary the
+/// collector's unit runs.
 pub struct Collector {
     pub child: Option<ChildGuard>,
     pub grpc: String,
@@ -737,7 +738,7 @@ impl Collector {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("collector.log")).expect("log");
-        let child = hvprobe()
+        let child = Command::new(env!("CARGO_BIN_EXE_hvprobe-collector"))
             .current_dir(self.dir.path())
             .args(["collector", "--config"])
             .arg(self.dir.path().join("collector.toml"))
