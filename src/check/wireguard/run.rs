@@ -293,9 +293,11 @@ impl WireguardCheck {
     /// Conntrack evidence for the peers that are not ok: per interface and address family, two dumps
     /// filtered in the kernel on the listen port (flows this host started, flows peers started), matched to
     /// the broken peers' endpoints. Nothing is read while every peer is ok. A failure is a note: evidence
-    /// never changes a verdict.
+    /// never changes a verdict, and all of it together gets a quarter of the check's deadline, so it can
+    /// never make the check itself time out.
     async fn gather_conntrack(&self, obs: &mut Observation) {
-        let within = Duration::from_millis((self.cfg.timeout_ms / 4).max(100));
+        let budget = Duration::from_millis((self.cfg.timeout_ms / 4).max(100));
+        let deadline = Instant::now() + budget;
         let mut read_addrs = false;
         for i in &mut obs.interfaces {
             let Some(port) = i.device.listen_port else {
@@ -320,6 +322,7 @@ impl WireguardCheck {
                     continue;
                 }
                 for side in [PortSide::Source, PortSide::Destination] {
+                    let within = deadline.saturating_duration_since(Instant::now());
                     let entries = match ctnetlink::dump(v6, port, side, within).await {
                         Ok(e) => e,
                         Err(e) => {
