@@ -199,8 +199,11 @@ async fn a_reconnect_burst_is_admitted_at_the_configured_rate_with_spread_hints(
     assert_eq!(admitted + hints.len(), 200);
     hints.sort_unstable();
     assert!(hints[0] >= 1000, "{hints:?}");
+    // The backlog takes refused/20 s to drain; the hints spread over it (half of it at least, capped at 3 s,
+    // however slowly this loop ran).
+    let spread = (hints.len() as u64 * 1000 / 20 / 2).min(3000);
     assert!(
-        hints[hints.len() - 1] >= hints[0] + 3000,
+        hints[hints.len() - 1] >= hints[0] + spread,
         "hints are spread over the backlog, not one value: {hints:?}"
     );
     drop(held);
