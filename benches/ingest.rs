@@ -187,14 +187,18 @@ async fn sink_stream(
     }
 }
 
-fn sink_main(addr: String) {
-    raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A two-worker runtime, as the collector's machine has two cores.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+}
+
+fn sink_main(addr: String) {
+    raise_nofile();
+    runtime().block_on(async {
         tonic::transport::Server::builder()
             .add_service(Sink)
             .serve(addr.parse().unwrap())
@@ -552,11 +556,7 @@ fn main() {
     let burst_secs = Duration::from_secs(if smoke { 2 } else { 10 });
     let ramp = interval;
     raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let offered = n as f64 / interval.as_secs_f64();
     rt.block_on(async {
         let template = Arc::new(template().await);

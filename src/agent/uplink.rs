@@ -120,12 +120,14 @@ impl Compactor {
         }
     }
 
-    /// The message to send for `r`: compact where it can be. Call [`Compactor::sent`] once it is queued.
-    pub fn compact(&self, r: &pb::Report) -> pb::Report {
+    /// The message to send for `r` (compact where it can be), and whether it is full. Call
+    /// [`Compactor::sent`] with both once it is queued.
+    pub fn compact(&self, r: &pb::Report) -> (pb::Report, bool) {
         let mut m = r.clone();
         if !self.allowed || self.since_full + 1 >= Self::FULL_EVERY {
-            return m;
+            return (m, true);
         }
+        let mut full = true;
         for c in &mut m.checks {
             let same = self
                 .sent
@@ -134,16 +136,16 @@ impl Compactor {
             if same && c.details.is_some() {
                 c.details = None;
                 c.details_unchanged = true;
+                full = false;
             }
         }
-        m
+        (m, full)
     }
 
-    /// Records a queued message.
-    pub fn sent(&mut self, m: &pb::Report) {
-        let full = m.checks.iter().all(|c| !c.details_unchanged);
+    /// Records a queued message: `r` is the report it was made from.
+    pub fn sent(&mut self, r: &pb::Report, full: bool) {
         self.since_full = if full { 0 } else { self.since_full + 1 };
-        for c in &m.checks {
+        for c in &r.checks {
             self.sent.insert(c.kind, (c.status, c.summary.clone()));
         }
     }
@@ -352,18 +354,17 @@ async fn session(
     let call = client.stream(ReceiverStream::new(rx));
     let mut compactor = Compactor::default();
     let send = |r: &Arc<pb::Report>, last: &mut u64, compactor: &mut Compactor| {
-        let mut m = compactor.compact(r);
+        let (mut m, full) = compactor.compact(r);
         m.missed_cycles = if *last == 0 || m.seq <= *last {
             0
         } else {
             u32::try_from(m.seq - *last - 1).unwrap_or(u32::MAX)
         };
         let seq = m.seq;
-        let kept = m.clone();
         match tx.try_send(m) {
             Ok(()) => {
                 *last = seq;
-                compactor.sent(&kept);
+                compactor.sent(r, full);
             }
             // The collector does not keep up: this report is dropped (and counted as missed next time).
             Err(_) => tracing::debug!(collector = %cfg.target, seq, "stream full; report skipped"),
@@ -493,29 +494,31 @@ mod tests {
         let compact = |m: &pb::Report| -> Vec<bool> {
             m.checks.iter().map(|c| c.details_unchanged).collect()
         };
+        // Compacts and records one report, as the uplink does once it is queued.
+        let send = |c: &mut Compactor, r: pb::Report| -> pb::Report {
+            let (m, full) = c.compact(&r);
+            c.sent(&r, full);
+            m
+        };
         let mut c = Compactor::default();
         // Before the collector says it keeps details, everything is full.
-        let m = c.compact(&report("40%"));
+        let m = send(&mut c, report("40%"));
         assert_eq!(compact(&m), [false, false]);
-        c.sent(&m);
         c.on_ack(&pb::Ack {
             compact_reports: true,
             ..Default::default()
         });
-        let m = c.compact(&report("40%"));
+        let m = send(&mut c, report("40%"));
         assert_eq!(compact(&m), [true, true]);
         assert!(m.checks.iter().all(|c| c.details.is_none()));
-        c.sent(&m);
         // A changed summary sends that check's details.
-        let m = c.compact(&report("38%"));
+        let m = send(&mut c, report("38%"));
         assert_eq!(compact(&m), [false, true]);
-        c.sent(&m);
         // At most FULL_EVERY reports in a row lean on older details.
         let mut fulls = 0;
         for _ in 0..(2 * Compactor::FULL_EVERY) {
-            let m = c.compact(&report("38%"));
+            let m = send(&mut c, report("38%"));
             fulls += usize::from(compact(&m) == [false, false]);
-            c.sent(&m);
         }
         assert_eq!(fulls, 2);
         // `send_full` from the collector: the next report is full.
@@ -524,7 +527,7 @@ mod tests {
             send_full: true,
             ..Default::default()
         });
-        assert_eq!(compact(&c.compact(&report("38%"))), [false, false]);
+        assert_eq!(compact(&c.compact(&report("38%")).0), [false, false]);
     }
 
     use super::*;

@@ -433,14 +433,7 @@ async fn over_capacity_new_streams_are_refused_with_a_retry_hint() {
         .await
         .expect_err("a stream beyond capacity was accepted");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-    let hint: u64 = status
-        .metadata()
-        .get("retry-after-ms")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let hint = crate::support::retry_after_ms(&status);
     assert!((5000..=10_000).contains(&hint), "hint {hint}");
     let m = tokio::task::spawn_blocking(move || c.metrics())
         .await
@@ -570,10 +563,17 @@ fn unit_files_pass_systemd_analyze_verify() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
     let mut units = Vec::new();
     for name in ["hvprobe-agent.service", "hvprobe-collector.service"] {
-        // verify checks that ExecStart exists: point it at the binary under test.
+        // verify checks that ExecStart exists: point it at the binaries under test.
         let text = std::fs::read_to_string(src.join(name))
             .unwrap()
-            .replace("/usr/bin/hvprobe", env!("CARGO_BIN_EXE_hvprobe"));
+            .replace(
+                "/usr/bin/hvprobe-collector",
+                env!("CARGO_BIN_EXE_hvprobe-collector"),
+            )
+            .replace(
+                "/usr/bin/hvprobe ",
+                &format!("{} ", env!("CARGO_BIN_EXE_hvprobe")),
+            );
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         units.push(p);

@@ -177,15 +177,7 @@ async fn a_reconnect_burst_is_admitted_at_the_configured_rate_with_spread_hints(
                 Err(s) => {
                     assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
                     assert!(s.message().contains("admit-streams-per-sec"), "{s:?}");
-                    let ms: u64 = s
-                        .metadata()
-                        .get("retry-after-ms")
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    hints.push(ms);
+                    hints.push(crate::support::retry_after_ms(&s));
                 }
             }
         }

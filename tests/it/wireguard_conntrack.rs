@@ -141,6 +141,17 @@ impl Star {
     }
 }
 
+/// The entry of a peer's flow that this host started.
+fn outbound(peer: &serde_json::Value) -> serde_json::Value {
+    peer["conntrack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["direction"] == "outbound")
+        .unwrap_or_else(|| panic!("no outbound flow in {peer}"))
+        .clone()
+}
+
 fn summary(doc: &serde_json::Value) -> String {
     check_of(doc, "wireguard")["summary"]
         .as_str()
@@ -159,11 +170,7 @@ fn a_flow_dropped_on_the_far_side_is_unreplied_and_named_with_the_command_that_d
 
     let b = s.peer(&doc, &s.b.public_key);
     assert_ne!(b["state"], "ok", "{b}");
-    let flows = b["conntrack"].as_array().unwrap();
-    let out = flows
-        .iter()
-        .find(|f| f["direction"] == "outbound")
-        .unwrap_or_else(|| panic!("no outbound flow in {b}"));
+    let out = outbound(&b);
     assert_eq!(
         out["original"], "10.98.1.1:51001 -> 10.98.1.2:51002",
         "{out}"
@@ -216,11 +223,8 @@ fn a_broken_peer_whose_flow_looks_right_is_not_blamed_on_conntrack() {
     let (_, doc) = s.check();
     let b = s.peer(&doc, &s.b.public_key);
     assert_eq!(b["state"], "unreachable", "{b}");
-    let flows = b["conntrack"].as_array().unwrap();
-    let out = flows
-        .iter()
-        .find(|f| f["direction"] == "outbound")
-        .unwrap_or_else(|| panic!("evidence is read for a broken peer: {b}"));
+    // Evidence is read for a broken peer.
+    let out = outbound(&b);
     // Replied to (the handshake); ASSURED too once the kernel saw it as a stream.
     assert!(
         out["state"] == "REPLIED" || out["state"] == "ASSURED",
@@ -250,13 +254,7 @@ fn a_nat_rule_changed_under_a_live_flow_is_named_as_stale_nat() {
     assert_eq!(code, 2, "{doc}");
     let c = s.peer(&doc, &s.c.public_key);
     assert_eq!(c["state"], "unreachable", "{c}");
-    let out = c["conntrack"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["direction"] == "outbound")
-        .unwrap_or_else(|| panic!("no outbound flow in {c}"))
-        .clone();
+    let out = outbound(&c);
     assert_eq!(out["reply"], "10.98.2.2:51003 -> 10.98.2.5:51001", "{out}");
     assert_eq!(out["nat"], "source rewritten to 10.98.2.5:51001", "{out}");
     let why = out["suspect"].as_str().unwrap();

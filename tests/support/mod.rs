@@ -383,6 +383,16 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The `retry-after-ms` hint of a refusal.
+pub fn retry_after_ms(status: &tonic::Status) -> u64 {
+    status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no retry-after-ms hint in {status:?}"))
+}
+
 /// A free UDP+TCP port on 127.0.0.1.
 pub fn free_udp_port() -> u16 {
     loop {

@@ -406,32 +406,40 @@ fn wg(host: &str, peers: &[(&str, PeerState)]) -> CheckReport {
     )
 }
 
+/// A WireGuard full mesh of `names`: each reporting host (`reports`) sees every other one, `Unreachable` where
+/// `lost(host, peer)`, `Ok` elsewhere.
+fn mesh_fleet(
+    names: &[&str],
+    reports: impl Fn(&str) -> bool,
+    lost: impl Fn(&str, &str) -> bool,
+) -> Vec<HostReport> {
+    names
+        .iter()
+        .filter(|h| reports(h))
+        .map(|h| {
+            let peers: Vec<(&str, PeerState)> = names
+                .iter()
+                .filter(|p| *p != h)
+                .map(|p| {
+                    let state = if lost(h, p) {
+                        PeerState::Unreachable
+                    } else {
+                        PeerState::Ok
+                    };
+                    (*p, state)
+                })
+                .collect();
+            report(h, "az1", "b1", vec![wg(h, &peers)])
+        })
+        .collect()
+}
+
 #[test]
 fn a_dead_wireguard_host_seen_by_all_its_peers_is_one_verdict() {
     let mut e = engine();
     let names = ["hv-a", "hv-b", "hv-c", "hv-d", "hv-e"];
     let mesh = |dead: Option<&str>| -> Vec<HostReport> {
-        names
-            .iter()
-            .filter(|h| Some(**h) != dead)
-            .map(|h| {
-                let peers: Vec<(&str, PeerState)> = names
-                    .iter()
-                    .filter(|p| *p != h)
-                    .map(|p| {
-                        (
-                            *p,
-                            if Some(*p) == dead {
-                                PeerState::Unreachable
-                            } else {
-                                PeerState::Ok
-                            },
-                        )
-                    })
-                    .collect();
-                report(h, "az1", "b1", vec![wg(h, &peers)])
-            })
-            .collect()
+        mesh_fleet(&names, |h| Some(h) != dead, |_, p| Some(p) == dead)
     };
     cycle(&mut e, at(0), &mesh(None));
     cycle(&mut e, at(10), &mesh(None));
@@ -496,32 +504,18 @@ fn a_mesh_verdict_names_the_hosts_holding_stale_conntrack_on_the_link() {
     // hv-d is alive but its links are blackholed: hv-a and hv-b hold stale flows toward it, and hv-d
     // one toward hv-c; hv-c's own flow looks right.
     let fleet = |broken: bool, stale: bool| -> Vec<HostReport> {
-        names
-            .iter()
-            .map(|h| {
-                let peers: Vec<(&str, PeerState)> = names
-                    .iter()
-                    .filter(|p| *p != h)
-                    .map(|p| {
-                        let lost = broken && (*h == "hv-d" || *p == "hv-d");
-                        (
-                            *p,
-                            if lost {
-                                PeerState::Unreachable
-                            } else {
-                                PeerState::Ok
-                            },
-                        )
-                    })
-                    .collect();
-                let r = report(h, "az1", "b1", vec![wg(h, &peers)]);
-                match (stale, *h) {
-                    (true, "hv-a" | "hv-b") => with_stale_flow(r, "hv-d"),
-                    (true, "hv-d") => with_stale_flow(r, "hv-c"),
-                    _ => r,
-                }
-            })
-            .collect()
+        mesh_fleet(
+            &names,
+            |_| true,
+            |h, p| broken && (h == "hv-d" || p == "hv-d"),
+        )
+        .into_iter()
+        .map(|r| match (stale, r.host_id.as_str()) {
+            (true, "hv-a" | "hv-b") => with_stale_flow(r, "hv-d"),
+            (true, "hv-d") => with_stale_flow(r, "hv-c"),
+            _ => r,
+        })
+        .collect()
     };
     cycles(&mut e, 0, 2, &fleet(false, false));
     let ev = cycles(&mut e, 20, 4, &fleet(true, true));
@@ -555,27 +549,7 @@ fn compact_reports_keep_the_facts_a_verdict_stands_on() {
     let mut e = engine();
     let names = ["hv-a", "hv-b", "hv-c", "hv-d"];
     let fleet = |dead: bool| -> Vec<HostReport> {
-        names
-            .iter()
-            .filter(|h| !dead || **h != "hv-d")
-            .map(|h| {
-                let peers: Vec<(&str, PeerState)> = names
-                    .iter()
-                    .filter(|p| *p != h)
-                    .map(|p| {
-                        (
-                            *p,
-                            if dead && *p == "hv-d" {
-                                PeerState::Unreachable
-                            } else {
-                                PeerState::Ok
-                            },
-                        )
-                    })
-                    .collect();
-                report(h, "az1", "b1", vec![wg(h, &peers)])
-            })
-            .collect()
+        mesh_fleet(&names, |h| !dead || h != "hv-d", |_, p| dead && p == "hv-d")
     };
     let compact = |reports: Vec<HostReport>| -> Vec<HostReport> {
         reports
