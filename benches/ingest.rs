@@ -535,12 +535,40 @@ fn sizes() {
     );
 }
 
+/// Only the simulated fleet, against a collector you run yourself (`HVPROBE_BENCH_FLEET_ONLY=<addr>`), e.g.
+/// under `heaptrack` to see where its memory per connection goes: `HVPROBE_BENCH_AGENTS` agents for
+/// `HVPROBE_BENCH_SECS` seconds, then the acknowledged count.
+fn fleet_only(addr: &str) {
+    let addr: std::net::SocketAddr = addr.parse().expect("HVPROBE_BENCH_FLEET_ONLY: host:port");
+    let n = env("HVPROBE_BENCH_AGENTS", 1000) as usize;
+    let secs = Duration::from_secs(env("HVPROBE_BENCH_SECS", 60));
+    let interval = Duration::from_secs(env("HVPROBE_BENCH_INTERVAL_SECS", 10));
+    let change = env("HVPROBE_BENCH_CHANGE_PERCENT", 5);
+    raise_nofile();
+    runtime().block_on(async {
+        let template = Arc::new(template().await);
+        let mut fleet = Fleet::new();
+        fleet
+            .grow(addr, n, &template, interval, interval, change)
+            .await;
+        tokio::time::sleep(secs).await;
+        println!(
+            "fleet of {n}: {} acknowledged",
+            fleet.stats.acked.load(Ordering::Relaxed)
+        );
+        fleet.stop().await;
+    });
+}
+
 fn main() {
     if let Ok(addr) = std::env::var("HVPROBE_BENCH_SINK") {
         return sink_main(addr);
     }
     if std::env::var_os("HVPROBE_BENCH_SIZES").is_some() {
         return sizes();
+    }
+    if let Ok(addr) = std::env::var("HVPROBE_BENCH_FLEET_ONLY") {
+        return fleet_only(&addr);
     }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let n = env("HVPROBE_BENCH_AGENTS", if smoke { 60 } else { 19_000 }) as usize;

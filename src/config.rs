@@ -239,6 +239,11 @@ mod tests {
         assert!(e.contains("agent.collectors: \"nope\""), "{e}");
         let e = err("[collector]\nlisten = \"localhost\"\n");
         assert!(e.contains("collector.listen"), "{e}");
+        let e = err("[collector]\nadmit-connections-per-sec = 0\n");
+        assert!(
+            e.contains("collector.admit-connections-per-sec: must be positive"),
+            "{e}"
+        );
         let e = err("[collector]\nmax-strems = 3\n");
         assert!(e.contains("max-strems"), "{e}");
         let e = err("[[check]]\nkind = \"conntrack\"\n[[check]]\nkind = \"conntrack\"\n");

@@ -41,6 +41,10 @@ pub struct CollectorConfig {
     /// agents of a whole fleet come back at once; beyond this rate they are told when to come back
     /// (RESOURCE_EXHAUSTED, a retry hint spread over the backlog) instead of all being served at once.
     pub admit_streams_per_sec: u32,
+    /// New connections accepted per second on the gRPC port (a token bucket with one second of burst).
+    /// Beyond it the accept loop pauses: connections wait in the kernel's accept queue instead of all
+    /// starting TLS handshakes, the dearest thing a reconnecting fleet asks for, at once.
+    pub admit_connections_per_sec: u32,
     /// Drop (and count) reports a stream sends faster than half its announced interval. Off only for load
     /// tests that measure the collector's ceiling with streams sending as fast as their acks return.
     pub rate_limit_reports: bool,
@@ -71,6 +75,7 @@ impl Default for CollectorConfig {
             max_streams_per_connection: 4,
             max_streams_per_peer: 256,
             admit_streams_per_sec: 2000,
+            admit_connections_per_sec: 2000,
             rate_limit_reports: true,
             tls: None,
             api_token_file: None,
@@ -117,6 +122,9 @@ impl CollectorConfig {
         }
         if self.admit_streams_per_sec == 0 {
             p.push("admit-streams-per-sec", "must be positive");
+        }
+        if self.admit_connections_per_sec == 0 {
+            p.push("admit-connections-per-sec", "must be positive");
         }
         if self.max_streams_per_peer == 0 {
             p.push("max-streams-per-peer", "must be positive");

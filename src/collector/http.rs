@@ -304,9 +304,23 @@ fn ingest_metrics(out: &mut String, stats: &IngestStats) {
         "hvprobe_collector_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed: plaintext clients, foreign CAs, timeouts.",
+        &[(String::new(), r(&stats.tls_failed))],
+    );
+    family(
+        out,
+        "hvprobe_collector_accept_pauses_total",
+        "counter",
+        "Times the gRPC accept loop paused at admit-connections-per-sec (connections waited in the kernel's queue).",
+        &[(String::new(), r(&stats.accept_pauses))],
+    );
+    family(
+        out,
+        "hvprobe_collector_accept_paused_seconds_total",
+        "counter",
+        "Time the gRPC accept loop spent paused at admit-connections-per-sec.",
         &[(
             String::new(),
-            stats.tls_failed.load(Ordering::Relaxed) as f64,
+            stats.accept_paused_us.load(Ordering::Relaxed) as f64 / 1e6,
         )],
     );
     family(

@@ -350,17 +350,17 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     };
     let (grpc_addr, web_addr) = (grpc.local_addr().ok(), web.local_addr().ok());
     let router = grpc_router(&cfg, &owner, max_interval, &auth, health);
-    let grpc_task =
-        match &tls {
-            None => tokio::spawn(router.serve_with_incoming_shutdown(
-                serve::tcp_incoming(grpc),
-                wait_stop(stop_rx.clone()),
-            )),
-            Some(t) => tokio::spawn(router.serve_with_incoming_shutdown(
-                serve::tls_incoming(grpc, t.grpc.clone(), owner.stats.tls_failed.clone()),
-                wait_stop(stop_rx.clone()),
-            )),
-        };
+    let pace = serve::Pace::new(cfg.admit_connections_per_sec, std::time::Instant::now());
+    let grpc_task = match &tls {
+        None => tokio::spawn(router.serve_with_incoming_shutdown(
+            serve::tcp_incoming(grpc, pace, owner.stats.clone()),
+            wait_stop(stop_rx.clone()),
+        )),
+        Some(t) => tokio::spawn(router.serve_with_incoming_shutdown(
+            serve::tls_incoming(grpc, t.grpc.clone(), pace, owner.stats.clone()),
+            wait_stop(stop_rx.clone()),
+        )),
+    };
     let app = http::router(http::Api {
         state: owner.handle.clone(),
         stats: owner.stats.clone(),

@@ -10,9 +10,10 @@ use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State as AxState};
 use axum::http::{StatusCode, header};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::state::IngestStats;
 use crate::tls::ServerTls;
 
 /// Longest a TLS handshake may take.
@@ -33,60 +35,117 @@ const HEADER_READ: Duration = Duration::from_secs(10);
 /// An HTTP connection with no traffic this long is closed.
 const HTTP_IDLE: Duration = Duration::from_secs(60);
 
-/// Accepted TCP connections with TCP_NODELAY set (acks must not wait for Nagle), for plaintext gRPC.
-pub fn tcp_incoming(listener: TcpListener) -> ReceiverStream<Result<TcpStream, io::Error>> {
+/// The pace of accepts on the gRPC port (`admit-connections-per-sec`): a token bucket with one second of
+/// burst. When it is empty the accept loop stops accepting until a token is back, as HAProxy's
+/// `rate-limit sessions` does: new connections wait in the kernel's accept queue (65,535 deep; beyond it
+/// the client's SYN retries), costing this process nothing, and a fleet coming back after an outage never
+/// gets more than that many TLS handshakes a second, however many knock at once. Streams on accepted
+/// connections then meet `admit-streams-per-sec` and its retry hints.
+#[derive(Debug)]
+pub struct Pace {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    /// A full bucket of `rate` per second.
+    pub fn new(rate: u32, now: Instant) -> Pace {
+        let rate = f64::from(rate.max(1));
+        Pace {
+            rate,
+            tokens: rate,
+            at: now,
+        }
+    }
+
+    /// Takes a token for one accept now, or says how long until the next one is there.
+    pub fn take(&mut self, now: Instant) -> Option<Duration> {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return None;
+        }
+        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    }
+}
+
+/// The next connection, at the configured pace, with TCP_NODELAY set (acks must not wait for Nagle). Pauses
+/// are counted in `stats`, so the collector knows it is holding agents back (and opens no verdict from
+/// their silence meanwhile).
+async fn accept_paced(
+    listener: &TcpListener,
+    pace: &mut Pace,
+    stats: &IngestStats,
+) -> (TcpStream, SocketAddr) {
+    loop {
+        if let Some(wait) = pace.take(Instant::now()) {
+            IngestStats::bump(&stats.accept_pauses);
+            let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+            stats.accept_paused_us.fetch_add(us, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                let _ = sock.set_nodelay(true);
+                return (sock, peer);
+            }
+            Err(e) => accept_error(&e).await,
+        }
+    }
+}
+
+/// Accepted TCP connections at `pace`, for plaintext gRPC.
+pub fn tcp_incoming(
+    listener: TcpListener,
+    mut pace: Pace,
+    stats: Arc<IngestStats>,
+) -> ReceiverStream<Result<TcpStream, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            match listener.accept().await {
-                Ok((sock, _)) => {
-                    let _ = sock.set_nodelay(true);
-                    if tx.send(Ok(sock)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => accept_error(&e).await,
+            let (sock, _) = accept_paced(&listener, &mut pace, &stats).await;
+            if tx.send(Ok(sock)).await.is_err() {
+                return;
             }
         }
     });
     ReceiverStream::new(rx)
 }
 
-/// Accepted TLS connections: each handshake runs on its own task under `HANDSHAKE` (10 s), so a slow or hostile
-/// client never holds the accept loop. Failed handshakes (plaintext clients, foreign CAs) are counted.
+/// Accepted TLS connections at `pace`: each handshake runs on its own task under `HANDSHAKE` (10 s), so a
+/// slow or hostile client never holds the accept loop. Failed handshakes (plaintext clients, foreign CAs)
+/// are counted.
 pub fn tls_incoming(
     listener: TcpListener,
     tls: ServerTls,
-    failures: Arc<std::sync::atomic::AtomicU64>,
+    mut pace: Pace,
+    stats: Arc<IngestStats>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (sock, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    accept_error(&e).await;
-                    continue;
-                }
-            };
-            let _ = sock.set_nodelay(true);
+            let (sock, peer) = accept_paced(&listener, &mut pace, &stats).await;
             if tx.is_closed() {
                 return;
             }
             let acceptor = tls.acceptor();
             let conn_tx = tx.clone();
-            let failures = failures.clone();
+            let stats = stats.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE, acceptor.accept(sock)).await {
                     Ok(Ok(s)) => {
                         let _ = conn_tx.send(Ok(s)).await;
                     }
                     Ok(Err(e)) => {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        IngestStats::bump(&stats.tls_failed);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     }
                     Err(_) => {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        IngestStats::bump(&stats.tls_failed);
                         tracing::debug!(%peer, "TLS handshake timed out");
                     }
                 }
@@ -308,5 +367,28 @@ where
         .serve_connection(io, svc);
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "HTTP connection ended");
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::Pace;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_pace_serves_one_second_of_burst_then_one_accept_per_token() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(10, t0);
+        assert!((0..10).all(|_| p.take(t0).is_none()), "one second of burst");
+        assert_eq!(p.take(t0), Some(Duration::from_millis(100)));
+        // Half a token later, half the wait is left; a token later, one accept and no more.
+        let wait = p.take(t0 + Duration::from_millis(50)).unwrap();
+        assert!((wait.as_secs_f64() - 0.05).abs() < 1e-6, "{wait:?}");
+        let t1 = t0 + Duration::from_millis(150);
+        assert!(p.take(t1).is_none());
+        assert!(p.take(t1).is_some());
+        // A long quiet refills the bucket to one second's worth, never more.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..30).filter(|_| p.take(t2).is_none()).count(), 10);
     }
 }

@@ -148,7 +148,11 @@ pub struct IngestStats {
     /// Reports dropped for coming faster than the announced interval.
     pub rate_limited: AtomicU64,
     /// TLS handshakes that failed (plaintext clients, foreign CAs, timeouts).
-    pub tls_failed: Arc<AtomicU64>,
+    pub tls_failed: AtomicU64,
+    /// Times the gRPC accept loop paused at `admit-connections-per-sec`.
+    pub accept_pauses: AtomicU64,
+    /// How long those pauses lasted in total (µs).
+    pub accept_paused_us: AtomicU64,
     /// Streams ended because a report named a host its certificate does not.
     pub rejected_identity: AtomicU64,
     /// Alert pushes Alertmanager accepted.
@@ -307,6 +311,7 @@ impl State {
             s.shed.load(Ordering::Relaxed)
                 + s.rejected_capacity.load(Ordering::Relaxed)
                 + s.rejected_admission.load(Ordering::Relaxed)
+                + s.accept_pauses.load(Ordering::Relaxed)
         });
         if shed > self.shed_seen {
             self.shed_seen = shed;

@@ -212,3 +212,103 @@ async fn a_reconnect_burst_is_admitted_at_the_configured_rate_with_spread_hints(
         .await
         .unwrap();
 }
+
+/// Issue 15: a fleet reconnecting at once meets the accept pace before it costs anything. 60 connections
+/// opened in one burst against `admit-connections-per-sec = 10`: the collector answers (its HTTP/2
+/// SETTINGS, sent once it has accepted) about a second's worth at once and the rest at the pace, none is
+/// lost, the pauses are counted and the collector marks its own ingest degraded; and a real agent connected
+/// before the burst keeps reporting all through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_burst_is_accepted_at_the_configured_pace_while_an_agent_keeps_reporting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Collector::start("admit-connections-per-sec = 10");
+    let grpc = c.grpc.clone();
+    let host = FixtureHost::kernel_6_18();
+    let _agent = Agent::start(&host, "hv-paced", "az-pace", &[&c.grpc], 1);
+    let c = tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(30), || {
+            c.host("hv-paced").filter(|h| h["status"] == "ok")
+        })
+        .unwrap_or_else(|| panic!("the agent did not report: {}", c.log()));
+        c
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.metric("hvprobe_collector_accept_pauses_total"),
+        Some(0.0),
+        "no pause before the burst"
+    );
+    // Let the bucket fill again (one second's worth) so the burst meets a known state.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reports_before = c.metric("hvprobe_collector_reports_total").unwrap();
+    let t0 = std::time::Instant::now();
+    let mut conns = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let grpc = grpc.clone();
+        conns.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&grpc).await.unwrap();
+            // The client preface and an empty SETTINGS frame; the server's SETTINGS come once accepted.
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap();
+            let mut b = [0u8; 9];
+            let answered =
+                tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut b)).await;
+            assert!(
+                matches!(answered, Ok(Ok(_))),
+                "a paced connection is answered, not lost: {answered:?}"
+            );
+            assert_eq!(b[3], 4, "the server's first frame is SETTINGS: {b:?}");
+            (t0.elapsed().as_secs_f64(), s)
+        });
+    }
+    let mut at = Vec::new();
+    let mut held = Vec::new();
+    while let Some(r) = conns.join_next().await {
+        let (secs, s) = r.unwrap();
+        at.push(secs);
+        held.push(s);
+    }
+    at.sort_by(f64::total_cmp);
+    let within = |t: f64| at.iter().filter(|a| **a <= t).count();
+    // At most the burst (10) plus the pace (10/s) plus one at any time; and the last takes the pace.
+    for t in [0.5, 1.5, 3.0] {
+        let allowed = 10 + (10.0 * t) as usize + 1;
+        assert!(
+            within(t) <= allowed,
+            "{} answered by {t} s: {at:?}",
+            within(t)
+        );
+    }
+    assert!(
+        within(0.5) >= 10,
+        "the burst itself is served at once: {at:?}"
+    );
+    assert!(at[59] >= 4.0, "50 beyond the burst at 10/s: {at:?}");
+    // The agent kept reporting (every second) while the accept loop was paused.
+    let burst_secs = t0.elapsed().as_secs_f64();
+    let c = tokio::task::spawn_blocking(move || {
+        let reports = c.metric("hvprobe_collector_reports_total").unwrap() - reports_before;
+        assert!(
+            reports >= (burst_secs - 2.0).floor(),
+            "{reports} reports from the agent in {burst_secs:.1} s of paced accepts"
+        );
+        assert!(c.metric("hvprobe_collector_accept_pauses_total").unwrap() > 0.0);
+        let paused = c
+            .metric("hvprobe_collector_accept_paused_seconds_total")
+            .unwrap();
+        assert!(paused >= 3.0, "{paused} s paused\n{}", c.metrics());
+        assert_eq!(
+            c.metric("hvprobe_collector_ingest_degraded"),
+            Some(1.0),
+            "holding agents back, the collector doubts silence\n{}",
+            c.metrics()
+        );
+        c
+    })
+    .await
+    .unwrap();
+    drop(held);
+    assert!(c.host("hv-paced").is_some_and(|h| h["status"] == "ok"));
+}
