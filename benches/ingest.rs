@@ -627,7 +627,7 @@ fn main() {
         // 2. A collector with 1,000 agents: the closed-loop ceiling. Its own process, so the burst's garbage
         // is not in the memory figure of the next one.
         let settings = format!(
-            "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nrate-limit-reports = false",
+            "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nadmit-connections-per-sec = 2000\nrate-limit-reports = false",
             n + 2000,
             n + 2000
         );
@@ -740,8 +740,11 @@ fn main() {
         let refused = collector
             .metric("hvprobe_collector_rejected_streams_total{reason=\"admission_rate\"}")
             .unwrap_or(0.0);
+        let paused = collector
+            .metric("hvprobe_collector_accept_paused_seconds_total")
+            .unwrap_or(0.0);
         println!(
-            "  reconnect storm: killed, down {} s, restarted: {}/{n} back, p50 {:.1} s, p99 {p99:.1} s, {:.2}% within 60 s, {lost} not back within {} s; {refused:.0} streams told to come back later; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
+            "  reconnect storm: killed, down {} s, restarted: {}/{n} back, p50 {:.1} s, p99 {p99:.1} s, {:.2}% within 60 s, {lost} not back within {} s; {refused:.0} streams told to come back later, accept loop paused {paused:.1} s in all; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
             outage.as_secs(),
             back.len(),
             back.get(back.len() / 2).copied().unwrap_or(0.0),

@@ -117,10 +117,15 @@ fn cli(args: &[&str]) -> (i32, String) {
 
 /// A collector with TLS on both ports and an API token; its certificate names 127.0.0.1.
 fn collector(pki: &Pki) -> Collector {
+    collector_with(pki, "")
+}
+
+/// `collector` with `extra` lines in its `[collector]` section.
+fn collector_with(pki: &Pki, extra: &str) -> Collector {
     let (cert, key) = pki.issue("collector", &["localhost"], &[], &["127.0.0.1"]);
     std::fs::write(pki.path("token"), "s3cret-token\n").unwrap();
     Collector::start_tls(&format!(
-        "api-token-file = \"{}\"\n[collector.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient-ca = \"{}\"\n",
+        "{extra}\napi-token-file = \"{}\"\n[collector.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient-ca = \"{}\"\n",
         pki.path("token").display(),
         cert.display(),
         key.display(),
@@ -373,4 +378,82 @@ fn a_reconnect_replaces_its_own_stream_and_sighup_keeps_streams_up() {
     let (ncert, nkey) = pki.issue("hv-new", &["hv-new"], &[], &[]);
     let _new = tls_agent(&c, &pki, &h3, "hv-new", "az1", &ncert, &nkey);
     wait_reporting(&c, &pki, "hv-new");
+}
+
+/// Issue 15: TLS handshakes, the dearest thing a fleet coming back after an outage asks for, start at
+/// `admit-connections-per-sec`. 25 clients with valid certificates handshaking at once against 5/s: about a
+/// second's worth complete at once and the rest at the pace, and none fails or is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_start_at_the_configured_pace() {
+    let pki = Pki::new("hvprobe pace CA");
+    let c = tokio::task::block_in_place(|| collector_with(&pki, "admit-connections-per-sec = 5"));
+    let (cert, key) = pki.issue("hv-pace", &["hv-pace"], &[], &[]);
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in hvprobe::tls::load_certs(&pki.path("ca.crt")).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        hvprobe::tls::load_certs(&cert).unwrap(),
+        hvprobe::tls::load_key(&key).unwrap(),
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    // Let the bucket fill (the collector's own readiness probe took a token).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let t0 = std::time::Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..25 {
+        let (connector, addr) = (connector.clone(), c.grpc.clone());
+        clients.spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let tls = tokio::time::timeout(Duration::from_secs(20), connector.connect(name, tcp))
+                .await
+                .expect("a paced handshake completes, it is not dropped")
+                .expect("a valid client completes its handshake");
+            (t0.elapsed().as_secs_f64(), tls)
+        });
+    }
+    let mut at = Vec::new();
+    let mut held = Vec::new();
+    while let Some(r) = clients.join_next().await {
+        let (secs, tls) = r.unwrap();
+        at.push(secs);
+        held.push(tls);
+    }
+    at.sort_by(f64::total_cmp);
+    let within = |t: f64| at.iter().filter(|a| **a <= t).count();
+    for t in [0.5, 1.5, 2.5] {
+        let allowed = 5 + (5.0 * t) as usize + 1;
+        assert!(
+            within(t) <= allowed,
+            "{} handshakes by {t} s: {at:?}",
+            within(t)
+        );
+    }
+    assert!(at[24] >= 3.0, "20 beyond the burst at 5/s: {at:?}");
+    drop(held);
+    let (code, metrics) = tokio::task::block_in_place(|| {
+        curl(
+            &c,
+            &pki,
+            "/metrics",
+            &["-H", "Authorization: Bearer s3cret-token"],
+        )
+    });
+    assert_eq!(code, 200, "{metrics}");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert_eq!(value("hvprobe_collector_tls_handshake_failures_total"), 0.0);
+    assert!(value("hvprobe_collector_accept_pauses_total") > 0.0);
 }
