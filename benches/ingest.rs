@@ -21,6 +21,9 @@
 //! 4. **Reconnect storm**: the collector is SIGKILLed, stays down `HVPROBE_BENCH_OUTAGE_SECS` (30), and is
 //!    restarted on the same ports: how long each agent takes to report again (p99), how many never come
 //!    back within the deadline, the collector's peak RSS during the storm.
+//! 5. **mTLS** (`HVPROBE_BENCH_TLS=0` skips it): a fresh collector with `[collector.tls]`, each agent with
+//!    a certificate naming its host: CPU per report and KiB per agent against plaintext, then the storm
+//!    again, where every agent makes a full handshake and the accept loop paces them.
 //!
 //! The last line is machine-readable: `RESULT agents=… acked_ratio=… cpu_us_per_report=…
 //! bare_sink_cpu_us_per_report=… kib_per_agent=… reconnect_p99_secs=… lost_agents=… ceiling_small=…
@@ -230,6 +233,8 @@ struct Sim {
 }
 
 struct Fleet {
+    /// With TLS: the certificates each agent presents (one per host id).
+    tls: Option<Arc<BenchPki>>,
     epoch: Instant,
     stats: Arc<Stats>,
     sims: Vec<Arc<Sim>>,
@@ -240,6 +245,7 @@ struct Fleet {
 impl Fleet {
     fn new() -> Fleet {
         Fleet {
+            tls: None,
             epoch: Instant::now(),
             stats: Arc::new(Stats::default()),
             sims: Vec::new(),
@@ -302,7 +308,7 @@ impl Fleet {
                 backoff_max: Duration::from_secs(120),
                 connect_timeout: Duration::from_secs(5),
                 ack_timeout: (interval * 3).max(Duration::from_secs(15)),
-                tls: None,
+                tls: self.tls.as_ref().map(|p| p.client(&format!("sim-{i:05}"))),
                 on_ack: Some(hook),
             };
             self.tasks
@@ -352,6 +358,205 @@ impl Fleet {
     async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Certificates for the TLS phase: a CA, the collector's (IP SAN 127.0.0.1), a tool's (to read /metrics),
+/// and one per simulated agent naming its host id (made when the agent starts). The agents share one key
+/// pair: key generation is not what is measured.
+struct BenchPki {
+    dir: tempfile::TempDir,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    agent_key: rcgen::KeyPair,
+}
+
+impl BenchPki {
+    fn new() -> BenchPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hvprobe bench CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = BenchPki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+            agent_key: KeyPair::generate().unwrap(),
+        };
+        std::fs::write(pki.path("ca.crt"), pki.ca.pem()).unwrap();
+        for (name, ip) in [("collector", vec!["127.0.0.1"]), ("tool", vec![])] {
+            let key = KeyPair::generate().unwrap();
+            let cert = pki.params(name, &ip).signed_by(&key, &pki.ca).unwrap();
+            std::fs::write(pki.path(&format!("{name}.crt")), cert.pem()).unwrap();
+            std::fs::write(pki.path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        pki
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn params(&self, dns: &str, ips: &[&str]) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(vec![dns.to_owned()]).unwrap();
+        // Its own subject: with rcgen's default one for all, OpenSSL takes each for self-signed.
+        p.distinguished_name.push(rcgen::DnType::CommonName, dns);
+        for ip in ips {
+            p.subject_alt_names
+                .push(rcgen::SanType::IpAddress(ip.parse().unwrap()));
+        }
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p
+    }
+
+    /// The `[collector.tls]` table.
+    fn collector_table(&self) -> String {
+        format!(
+            "[collector.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient-ca = \"{}\"\n",
+            self.path("collector.crt").display(),
+            self.path("collector.key").display(),
+            self.path("ca.crt").display()
+        )
+    }
+
+    /// An agent's client configuration, with a certificate naming `host`.
+    fn client(&self, host: &str) -> tonic::transport::ClientTlsConfig {
+        let cert = self
+            .params(host, &[])
+            .signed_by(&self.agent_key, &self.ca)
+            .unwrap();
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(self.ca.pem()))
+            .identity(tonic::transport::Identity::from_pem(
+                cert.pem(),
+                self.agent_key.serialize_pem(),
+            ))
+    }
+
+    /// A metric of a TLS collector, read over HTTPS with the tool's certificate.
+    fn metric(&self, c: &Collector, name: &str) -> Option<f64> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(self.path("ca.crt"))
+            .arg("--cert")
+            .arg(self.path("tool.crt"))
+            .arg("--key")
+            .arg(self.path("tool.key"))
+            .arg(format!("https://{}/metrics", c.http))
+            .output()
+            .ok()?;
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
+        if found.is_none() {
+            eprintln!(
+                "{name} not read over HTTPS: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            );
+        }
+        found
+    }
+}
+
+/// What a reconnect storm measured.
+struct Storm {
+    /// Seconds from the restart to each returning agent's first ack, sorted.
+    back: Vec<f64>,
+    p99: f64,
+    lost: usize,
+    peak_kib: u64,
+    deadline: Duration,
+}
+
+impl Storm {
+    fn line(&self, n: usize, outage: Duration) -> String {
+        let within_60 = self.back.iter().filter(|s| **s <= 60.0).count();
+        format!(
+            "killed, down {} s, restarted: {}/{n} back, p50 {:.1} s, p99 {:.1} s, {:.2}% within 60 s, {} not back within {} s",
+            outage.as_secs(),
+            self.back.len(),
+            self.back.get(self.back.len() / 2).copied().unwrap_or(0.0),
+            self.p99,
+            within_60 as f64 * 100.0 / n as f64,
+            self.lost,
+            self.deadline.as_secs(),
+        )
+    }
+}
+
+/// SIGKILLs the collector, keeps it down `outage`, restarts it on the same ports and waits (at most
+/// `deadline`) until every agent of `fleet` has been acknowledged again.
+async fn storm(
+    fleet: &Fleet,
+    collector: &mut Collector,
+    outage: Duration,
+    deadline: Duration,
+) -> Storm {
+    let n = fleet.sims.len();
+    collector.kill9();
+    tokio::time::sleep(outage).await;
+    for s in &fleet.sims {
+        s.back_ns.store(0, Ordering::Relaxed);
+    }
+    fleet
+        .stats
+        .restarted_ns
+        .store(Fleet::ns(fleet.epoch).max(1), Ordering::Relaxed);
+    let restarted = Instant::now();
+    let tls = fleet.tls.is_some();
+    tokio::task::block_in_place(|| {
+        if tls {
+            collector.restart_tls()
+        } else {
+            collector.restart()
+        }
+    });
+    let pid = collector.child.as_ref().unwrap().0.id();
+    let mut peak_kib = 0;
+    while restarted.elapsed() < deadline {
+        peak_kib = peak_kib.max(rss_kib(pid));
+        let back = fleet
+            .sims
+            .iter()
+            .filter(|s| s.back_ns.load(Ordering::Relaxed) > 0)
+            .count();
+        if back == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restart_ns = fleet.stats.restarted_ns.load(Ordering::Relaxed);
+    let mut back: Vec<f64> = fleet
+        .sims
+        .iter()
+        .map(|s| s.back_ns.load(Ordering::Relaxed))
+        .filter(|b| *b > 0)
+        .map(|b| b.saturating_sub(restart_ns) as f64 / 1e9)
+        .collect();
+    back.sort_by(f64::total_cmp);
+    let lost = n - back.len();
+    // The p99 over the whole fleet: an agent not back counts as the deadline.
+    let p99 = if lost * 100 > n {
+        deadline.as_secs_f64()
+    } else {
+        back.get(((n as f64 * 0.99) as usize).min(back.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Storm {
+        back,
+        p99,
+        lost,
+        peak_kib,
+        deadline,
     }
 }
 
@@ -695,48 +900,9 @@ fn main() {
         );
 
         // 4. The reconnect storm.
-        collector.kill9();
-        tokio::time::sleep(outage).await;
-        fleet
-            .stats
-            .restarted_ns
-            .store(Fleet::ns(fleet.epoch).max(1), Ordering::Relaxed);
-        let restarted = Instant::now();
-        tokio::task::block_in_place(|| collector.restart());
-        let pid = collector.child.as_ref().unwrap().0.id();
         let deadline = Duration::from_secs(if smoke { 30 } else { 180 });
-        let mut peak = 0;
-        while restarted.elapsed() < deadline {
-            peak = peak.max(rss_kib(pid));
-            let back = fleet
-                .sims
-                .iter()
-                .filter(|s| s.back_ns.load(Ordering::Relaxed) > 0)
-                .count();
-            if back == n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let restart_ns = fleet.stats.restarted_ns.load(Ordering::Relaxed);
-        let mut back: Vec<f64> = fleet
-            .sims
-            .iter()
-            .map(|s| s.back_ns.load(Ordering::Relaxed))
-            .filter(|b| *b > 0)
-            .map(|b| b.saturating_sub(restart_ns) as f64 / 1e9)
-            .collect();
-        back.sort_by(f64::total_cmp);
-        let lost = n - back.len();
-        // The p99 over the whole fleet: an agent not back counts as the deadline.
-        let p99 = if lost * 100 > n {
-            deadline.as_secs_f64()
-        } else {
-            back.get(((n as f64 * 0.99) as usize).min(back.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0.0)
-        };
-        let within_60 = back.iter().filter(|s| **s <= 60.0).count();
+        let storm_plain = storm(&fleet, &mut collector, outage, deadline).await;
+        let (p99, lost) = (storm_plain.p99, storm_plain.lost);
         let refused = collector
             .metric("hvprobe_collector_rejected_streams_total{reason=\"admission_rate\"}")
             .unwrap_or(0.0);
@@ -744,13 +910,9 @@ fn main() {
             .metric("hvprobe_collector_accept_paused_seconds_total")
             .unwrap_or(0.0);
         println!(
-            "  reconnect storm: killed, down {} s, restarted: {}/{n} back, p50 {:.1} s, p99 {p99:.1} s, {:.2}% within 60 s, {lost} not back within {} s; {refused:.0} streams told to come back later, accept loop paused {paused:.1} s in all; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
-            outage.as_secs(),
-            back.len(),
-            back.get(back.len() / 2).copied().unwrap_or(0.0),
-            within_60 as f64 * 100.0 / n as f64,
-            deadline.as_secs(),
-            peak as f64 / 1024.0,
+            "  reconnect storm: {}; {refused:.0} streams told to come back later, accept loop paused {paused:.1} s in all; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
+            storm_plain.line(n, outage),
+            storm_plain.peak_kib as f64 / 1024.0,
             st.rss_kib as f64 / 1024.0
         );
         let per_report = st.cpu_us_per_report;
@@ -760,6 +922,49 @@ fn main() {
             "  extrapolated to 100,000 agents at 10 s: {gib_100k:.2} GiB RSS, {cores_100k:.2} cores for 10,000 reports/s (ceiling here {ceiling_large:.0}/s)"
         );
         fleet.stop().await;
+        drop(collector);
+
+        // 5. The same with mTLS, as deployed (`HVPROBE_BENCH_TLS=0` skips it): a certificate per agent, the
+        // collector checking each report's host against it; memory and CPU per agent, then a storm in which
+        // every agent makes a full handshake again, paced by `admit-connections-per-sec`.
+        if env("HVPROBE_BENCH_TLS", 1) != 0 {
+            let pki = Arc::new(tokio::task::block_in_place(BenchPki::new));
+            let mut tls_c = tokio::task::block_in_place(|| {
+                Collector::start_tls(&format!("{settings}\n{}", pki.collector_table()))
+            });
+            let pid = tls_c.child.as_ref().unwrap().0.id();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let idle = rss_kib(pid);
+            let mut fleet = Fleet::new();
+            fleet.tls = Some(pki.clone());
+            let grpc: std::net::SocketAddr = tls_c.grpc.parse().unwrap();
+            fleet.grow(grpc, n, &template, interval, ramp, change).await;
+            tokio::time::sleep(interval * 2).await;
+            let tls_st = steady(&fleet, pid, window).await;
+            let tls_kib = tls_st.rss_kib.saturating_sub(idle) as f64 / n as f64;
+            println!(
+                "  with mTLS: {} acknowledged in {:.0} s, {:.1} us CPU per report ({:.2}x plaintext), {tls_kib:.1} KiB per connected agent ({:.2}x plaintext)",
+                tls_st.acked,
+                tls_st.secs,
+                tls_st.cpu_us_per_report,
+                tls_st.cpu_us_per_report / st.cpu_us_per_report.max(0.001),
+                tls_kib / kib.max(0.001)
+            );
+            let tls_storm = storm(&fleet, &mut tls_c, outage, deadline).await;
+            let paused = pki
+                .metric(&tls_c, "hvprobe_collector_accept_paused_seconds_total")
+                .unwrap_or(f64::NAN);
+            let failed = pki
+                .metric(&tls_c, "hvprobe_collector_tls_handshake_failures_total")
+                .unwrap_or(f64::NAN);
+            println!(
+                "  mTLS reconnect storm: {}; accept loop paused {paused:.1} s in all, {failed:.0} handshakes failed; collector peak RSS {:.1} MiB (steady {:.1} MiB)",
+                tls_storm.line(n, outage),
+                tls_storm.peak_kib as f64 / 1024.0,
+                tls_st.rss_kib as f64 / 1024.0
+            );
+            fleet.stop().await;
+        }
         println!(
             "RESULT agents={n} acked_ratio={acked_ratio:.4} cpu_us_per_report={:.1} bare_sink_cpu_us_per_report={:.1} kib_per_agent={kib:.1} reconnect_p99_secs={p99:.1} lost_agents={lost} ceiling_small={ceiling_small:.0} ceiling_large={ceiling_large:.0}",
             st.cpu_us_per_report, bare.cpu_us_per_report

@@ -728,12 +728,17 @@ impl Collector {
     /// log says so, since plaintext probes no longer get an answer.
     pub fn start_tls(extra: &str) -> Collector {
         let mut c = Collector::configured(extra);
-        c.spawn();
-        wait_for(std::time::Duration::from_secs(10), || {
-            c.log().contains("collector started").then_some(())
-        })
-        .unwrap_or_else(|| panic!("collector did not come up: {}", c.log()));
+        c.restart_tls();
         c
+    }
+
+    /// (Re)starts a TLS collector on the same ports and waits until its (new) log says it started.
+    pub fn restart_tls(&mut self) {
+        self.spawn();
+        wait_for(std::time::Duration::from_secs(10), || {
+            self.log().contains("collector started").then_some(())
+        })
+        .unwrap_or_else(|| panic!("collector did not come up: {}", self.log()));
     }
 
     /// (Re)starts the process on the same ports and waits until its API answers.
