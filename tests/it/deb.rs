@@ -62,6 +62,7 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
         "./etc/hvprobe/agent.toml",
         "./etc/hvprobe/collector.toml",
         "./usr/share/doc/hvprobe/copyright",
+        "./usr/share/hvprobe/prometheus/hvprobe-collector.rules.yml",
     ] {
         assert!(contents.contains(path), "{path} missing:\n{contents}");
     }

@@ -18,6 +18,7 @@ mod dns_real_servers;
 mod fleet_correlation;
 mod hostile_clients;
 mod oracle_node_exporter;
+mod prometheus_rules;
 mod proto_compat;
 mod rates_across_cycles;
 mod scenarios;
