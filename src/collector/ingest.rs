@@ -434,8 +434,8 @@ impl pb::ingest_server::Ingest for IngestService {
             identity: identity_key,
             cancel: Some(cancel),
         };
-        // `run` itself is the task (not an async block around it): the stream's state is then held once,
-        // not once captured and once moved into the inner future (3.2 KiB of task per stream, measured).
+        // `run` itself is the task, not an async block around it that also holds what it moves into `run`
+        // (heaptrack: 0.5 KiB less per stream).
         tokio::spawn(ctx.run(request.into_inner(), opened, slot));
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -304,8 +304,9 @@ impl State {
         self
     }
 
-    /// Whether this collector's own ingest is degraded now: it shed reports within the last 30 s, or its
-    /// inbox is more than half full. Then no verdict opens from staleness (the monitor doubts itself).
+    /// Whether this collector's own ingest is degraded now: it held agents back within the last 30 s (shed
+    /// reports, refused streams at capacity or the admission rate, paused its accept loop), or its inbox is
+    /// more than half full. Then no verdict opens from staleness (the monitor doubts itself).
     fn ingest_health(&mut self, now: Instant) -> Option<String> {
         let shed = self.stats.as_ref().map_or(0, |s| {
             s.shed.load(Ordering::Relaxed)
@@ -321,7 +322,10 @@ impl State {
             .shed_at
             .is_some_and(|t| now.saturating_duration_since(t) <= Duration::from_secs(30))
         {
-            return Some("this collector shed agent reports in the last 30 s".into());
+            return Some(
+                "this collector held agents back in the last 30 s (shed reports, refused streams or paused accepts)"
+                    .into(),
+            );
         }
         if self.inbox_capacity > 0 && self.inbox_depth * 2 > self.inbox_capacity {
             return Some(format!(
