@@ -29,7 +29,8 @@
 //! bare_sink_cpu_us_per_report=… kib_per_agent=… reconnect_p99_secs=… lost_agents=… ceiling_small=…
 //! ceiling_large=…`. Without `--bench` (as `cargo test --all-targets` runs it) it is a quick smoke run with
 //! 60 agents. The collector runs with `rate-limit-reports = false` so the closed loop measures ingest rather
-//! than the per-stream rate limit; the agents' own reports are never too fast anyway.
+//! than the per-stream rate limit (the agents' own reports are never too fast anyway), and with each source's
+//! share of the accept pace lifted: every simulated agent connects from 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop loudly
 
 use std::process::{Command, Stdio};
@@ -832,7 +833,7 @@ fn main() {
         // 2. A collector with 1,000 agents: the closed-loop ceiling. Its own process, so the burst's garbage
         // is not in the memory figure of the next one.
         let settings = format!(
-            "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nadmit-connections-per-sec = 2000\nrate-limit-reports = false",
+            "max-streams = {}\nmax-streams-per-peer = {}\nadmit-streams-per-sec = 2000\nadmit-connections-per-sec = 2000\nadmit-connections-per-source-per-sec = 1000000\nrate-limit-reports = false",
             n + 2000,
             n + 2000
         );

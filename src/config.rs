@@ -244,6 +244,11 @@ mod tests {
             e.contains("collector.admit-connections-per-sec: must be positive"),
             "{e}"
         );
+        let e = err("[collector]\nadmit-connections-per-source-per-sec = 0\n");
+        assert!(
+            e.contains("collector.admit-connections-per-source-per-sec: must be positive"),
+            "{e}"
+        );
         let e = err("[collector]\nmax-strems = 3\n");
         assert!(e.contains("max-strems"), "{e}");
         let e = err("[[check]]\nkind = \"conntrack\"\n[[check]]\nkind = \"conntrack\"\n");

@@ -45,6 +45,10 @@ pub struct CollectorConfig {
     /// Beyond it the accept loop pauses: connections wait in the kernel's accept queue instead of all
     /// starting TLS handshakes, the dearest thing a reconnecting fleet asks for, at once.
     pub admit_connections_per_sec: u32,
+    /// Each source's share of that (per IPv4 address or IPv6 /64; one second of burst); beyond, a new
+    /// connection is closed at once, before any TLS work, and does not spend the others' pace. Unset: a
+    /// tenth of `admit-connections-per-sec`. Raise it for sites with many agents behind one NAT address.
+    pub admit_connections_per_source_per_sec: Option<u32>,
     /// Drop (and count) reports a stream sends faster than half its announced interval. Off only for load
     /// tests that measure the collector's ceiling with streams sending as fast as their acks return.
     pub rate_limit_reports: bool,
@@ -76,6 +80,7 @@ impl Default for CollectorConfig {
             max_streams_per_peer: 256,
             admit_streams_per_sec: 2000,
             admit_connections_per_sec: 2000,
+            admit_connections_per_source_per_sec: None,
             rate_limit_reports: true,
             tls: None,
             api_token_file: None,
@@ -125,6 +130,9 @@ impl CollectorConfig {
         }
         if self.admit_connections_per_sec == 0 {
             p.push("admit-connections-per-sec", "must be positive");
+        }
+        if self.admit_connections_per_source_per_sec == Some(0) {
+            p.push("admit-connections-per-source-per-sec", "must be positive");
         }
         if self.max_streams_per_peer == 0 {
             p.push("max-streams-per-peer", "must be positive");

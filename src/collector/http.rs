@@ -315,6 +315,13 @@ fn ingest_metrics(out: &mut String, stats: &IngestStats) {
     );
     family(
         out,
+        "hvprobe_collector_connections_over_share_total",
+        "counter",
+        "Connections closed at once for coming beyond their source's share of admit-connections-per-sec.",
+        &[(String::new(), r(&stats.refused_over_share))],
+    );
+    family(
+        out,
         "hvprobe_collector_accept_paused_seconds_total",
         "counter",
         "Time the gRPC accept loop spent paused at admit-connections-per-sec.",

@@ -350,7 +350,13 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     };
     let (grpc_addr, web_addr) = (grpc.local_addr().ok(), web.local_addr().ok());
     let router = grpc_router(&cfg, &owner, max_interval, &auth, health);
-    let pace = serve::Pace::new(cfg.admit_connections_per_sec, std::time::Instant::now());
+    let pace = (
+        serve::Pace::new(cfg.admit_connections_per_sec, std::time::Instant::now()),
+        serve::SourceShare::new(
+            cfg.admit_connections_per_source_per_sec
+                .unwrap_or(cfg.admit_connections_per_sec / 10),
+        ),
+    );
     let grpc_task = match &tls {
         None => tokio::spawn(router.serve_with_incoming_shutdown(
             serve::tcp_incoming(grpc, pace, owner.stats.clone()),

@@ -6,9 +6,10 @@
 //! and the gRPC Query service then answer only a client with a certificate from `client-ca` or a bearer
 //! token from `api-token-file`; `/healthz` and `grpc.health.v1` stay open for liveness probes.
 
+use std::collections::HashMap;
 use std::future::Future as _;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -59,6 +60,12 @@ impl Pace {
         }
     }
 
+    /// Gives back the token of a connection closed at once (over its source's share), so a flooding source
+    /// never spends the pace of the others.
+    fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.rate);
+    }
+
     /// Takes a token for one accept now, or says how long until the next one is there.
     pub fn take(&mut self, now: Instant) -> Option<Duration> {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
@@ -72,12 +79,71 @@ impl Pace {
     }
 }
 
-/// The next connection, at the configured pace, with TCP_NODELAY set (acks must not wait for Nagle). Pauses
-/// are counted in `stats`, so the collector knows it is holding agents back (and opens no verdict from
-/// their silence meanwhile).
+/// Each source's share of the accept pace (`admit-connections-per-source-per-sec`, a tenth of it unless set),
+/// with one second of burst, per IPv4 address or IPv6 /64. A connection beyond its source's share is closed at once, before any TLS
+/// work, and its token goes back to the pace, so one flooding source can neither spend the others' pace nor
+/// make the accept loop pause; a site of agents behind one NAT address (a few hundred) still comes back
+/// within seconds after an outage.
+#[derive(Debug)]
+pub struct SourceShare {
+    rate: f64,
+    sources: HashMap<IpAddr, (f64, Instant)>,
+}
+
+/// Most sources tracked; beyond, the idle ones are forgotten (and, if all are busy, all of them).
+const MAX_SOURCES: usize = 65_536;
+
+impl SourceShare {
+    /// `rate` connections a second for each source.
+    pub fn new(rate: u32) -> SourceShare {
+        SourceShare {
+            rate: f64::from(rate.max(1)),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// IPv4 addresses count alone; IPv6 ones by their /64 (what one host or site is given).
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+            },
+        }
+    }
+
+    /// Whether `ip` may have one more connection now.
+    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.sources.len() >= MAX_SOURCES {
+            let full = Duration::from_secs(1);
+            self.sources
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
+            if self.sources.len() >= MAX_SOURCES {
+                self.sources.clear();
+            }
+        }
+        let rate = self.rate;
+        let (tokens, at) = self.sources.entry(Self::key(ip)).or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The next connection, at the configured pace and within its source's share, with TCP_NODELAY set (acks
+/// must not wait for Nagle). Pauses are counted in `stats`, so the collector knows it is holding agents back
+/// (and opens no verdict from their silence meanwhile); connections closed over their source's share are
+/// counted apart, and hold nobody back.
 async fn accept_paced(
     listener: &TcpListener,
     pace: &mut Pace,
+    share: &mut SourceShare,
     stats: &IngestStats,
 ) -> (TcpStream, SocketAddr) {
     loop {
@@ -89,6 +155,11 @@ async fn accept_paced(
             continue;
         }
         match listener.accept().await {
+            Ok((sock, peer)) if !share.admit(peer.ip(), Instant::now()) => {
+                IngestStats::bump(&stats.refused_over_share);
+                pace.refund();
+                drop(sock);
+            }
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
                 return (sock, peer);
@@ -98,16 +169,16 @@ async fn accept_paced(
     }
 }
 
-/// Accepted TCP connections at `pace`, for plaintext gRPC.
+/// Accepted TCP connections at `pace` and each source's share, for plaintext gRPC.
 pub fn tcp_incoming(
     listener: TcpListener,
-    mut pace: Pace,
+    (mut pace, mut share): (Pace, SourceShare),
     stats: Arc<IngestStats>,
 ) -> ReceiverStream<Result<TcpStream, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (sock, _) = accept_paced(&listener, &mut pace, &stats).await;
+            let (sock, _) = accept_paced(&listener, &mut pace, &mut share, &stats).await;
             if tx.send(Ok(sock)).await.is_err() {
                 return;
             }
@@ -116,19 +187,19 @@ pub fn tcp_incoming(
     ReceiverStream::new(rx)
 }
 
-/// Accepted TLS connections at `pace`: each handshake runs on its own task under `HANDSHAKE` (10 s), so a
+/// Accepted TLS connections at `pace` and each source's share: each handshake runs on its own task under `HANDSHAKE` (10 s), so a
 /// slow or hostile client never holds the accept loop. Failed handshakes (plaintext clients, foreign CAs)
 /// are counted.
 pub fn tls_incoming(
     listener: TcpListener,
     tls: ServerTls,
-    mut pace: Pace,
+    (mut pace, mut share): (Pace, SourceShare),
     stats: Arc<IngestStats>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (sock, peer) = accept_paced(&listener, &mut pace, &stats).await;
+            let (sock, peer) = accept_paced(&listener, &mut pace, &mut share, &stats).await;
             if tx.is_closed() {
                 return;
             }
@@ -367,6 +438,56 @@ where
         .serve_connection(io, svc);
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "HTTP connection ended");
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::{MAX_SOURCES, SourceShare};
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_source_has_its_own_share_and_an_ipv6_slash_64_is_one_source() {
+        let t0 = Instant::now();
+        let mut s = SourceShare::new(3);
+        assert_eq!((0..10).filter(|_| s.admit(ip("10.0.0.1"), t0)).count(), 3);
+        assert!(
+            s.admit(ip("10.0.0.2"), t0),
+            "another source is not held back"
+        );
+        // Two addresses of one /64 share; another /64 does not; an IPv4-mapped address is its IPv4 one.
+        assert_eq!(
+            (0..4)
+                .filter(|i| s.admit(ip(&format!("2001:db8:1:2::{i}")), t0))
+                .count(),
+            3
+        );
+        assert!(s.admit(ip("2001:db8:1:3::1"), t0));
+        assert!(!s.admit(ip("::ffff:10.0.0.1"), t0));
+        // A third of a second later, one more for the first source.
+        let t1 = t0 + Duration::from_millis(340);
+        assert!(s.admit(ip("10.0.0.1"), t1));
+        assert!(!s.admit(ip("10.0.0.1"), t1));
+    }
+
+    #[test]
+    fn the_sources_tracked_stay_bounded() {
+        let t0 = Instant::now();
+        let mut s = SourceShare::new(2);
+        for i in 0..MAX_SOURCES as u32 + 10 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(s.admit(a, t0));
+        }
+        assert!(s.sources.len() <= MAX_SOURCES, "{}", s.sources.len());
+        // Idle sources are forgotten first: after two quiet seconds the map starts over.
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(s.admit(ip("192.0.2.1"), t1));
+        assert!(s.sources.len() <= MAX_SOURCES);
     }
 }
 

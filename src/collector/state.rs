@@ -153,6 +153,8 @@ pub struct IngestStats {
     pub accept_pauses: AtomicU64,
     /// How long those pauses lasted in total (µs).
     pub accept_paused_us: AtomicU64,
+    /// Connections closed at once for coming beyond their source's share of the accept pace.
+    pub refused_over_share: AtomicU64,
     /// Streams ended because a report named a host its certificate does not.
     pub rejected_identity: AtomicU64,
     /// Alert pushes Alertmanager accepted.

@@ -221,7 +221,11 @@ async fn a_reconnect_burst_is_admitted_at_the_configured_rate_with_spread_hints(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_burst_is_accepted_at_the_configured_pace_while_an_agent_keeps_reporting() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let c = Collector::start("admit-connections-per-sec = 10");
+    // Every client here is 127.0.0.1: its share is lifted so the pace alone holds it (the share has a test
+    // of its own).
+    let c = Collector::start(
+        "admit-connections-per-sec = 10\nadmit-connections-per-source-per-sec = 100000",
+    );
     let grpc = c.grpc.clone();
     let host = FixtureHost::kernel_6_18();
     let _agent = Agent::start(&host, "hv-paced", "az-pace", &[&c.grpc], 1);
@@ -311,4 +315,74 @@ async fn a_connection_burst_is_accepted_at_the_configured_pace_while_an_agent_ke
     .unwrap();
     drop(held);
     assert!(c.host("hv-paced").is_some_and(|h| h["status"] == "ok"));
+}
+
+/// Opens a connection from `from` (any 127/8 address is loopback) and says whether the collector answered
+/// it (its HTTP/2 SETTINGS) or closed it at once.
+async fn answered_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let mut s = sock.connect(to).await.unwrap();
+    // A closed connection may refuse even the preface (reset): that too is an answer.
+    let _ = s
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await;
+    let mut b = [0u8; 9];
+    match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(_)) => false,
+        Err(_) => panic!("a connection from {from} was neither answered nor closed"),
+    }
+}
+
+/// Issue 15: each source gets its share of the accept pace. 100 connections at once from 127.0.0.2 against
+/// `admit-connections-per-sec = 40` (each source's share: a tenth, 4 a second) get about their share, and
+/// the rest are closed at once, before any TLS work; meanwhile 20 agents' connections from 20 other
+/// addresses are all answered, the accept loop never pauses, and the collector does not doubt its ingest
+/// because of the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_source_gets_its_share_and_holds_nobody_else_back() {
+    let c = Collector::start("admit-connections-per-sec = 40");
+    let addr: std::net::SocketAddr = c.grpc.parse().unwrap();
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        flood.spawn(answered_from(flooder, addr));
+    }
+    let mut others = tokio::task::JoinSet::new();
+    for i in 1..=20u8 {
+        let from = std::net::IpAddr::from([127, 0, 1, i]);
+        others.spawn(async move {
+            let ok = answered_from(from, addr).await;
+            (ok, t0.elapsed().as_secs_f64())
+        });
+    }
+    let mut flood_answered = 0;
+    while let Some(r) = flood.join_next().await {
+        flood_answered += usize::from(r.unwrap());
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut local_at = Vec::new();
+    while let Some(r) = others.join_next().await {
+        let (ok, at) = r.unwrap();
+        assert!(ok, "a connection from another source was closed");
+        local_at.push(at);
+    }
+    let share = 4.0 + 4.0 * secs + 1.0;
+    assert!(
+        flood_answered >= 4 && flood_answered as f64 <= share,
+        "{flood_answered} of the flood answered in {secs:.2} s at a share of 4/s"
+    );
+    assert!(
+        local_at.iter().all(|t| *t < 2.0),
+        "the other source waited behind the flood: {local_at:?}"
+    );
+    let closed = c
+        .metric("hvprobe_collector_connections_over_share_total")
+        .unwrap();
+    assert_eq!(closed as usize, 100 - flood_answered, "{}", c.metrics());
+    assert_eq!(c.metric("hvprobe_collector_accept_pauses_total"), Some(0.0));
+    assert_eq!(c.metric("hvprobe_collector_ingest_degraded"), Some(0.0));
 }

@@ -386,7 +386,12 @@ fn a_reconnect_replaces_its_own_stream_and_sighup_keeps_streams_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshakes_start_at_the_configured_pace() {
     let pki = Pki::new("hvprobe pace CA");
-    let c = tokio::task::block_in_place(|| collector_with(&pki, "admit-connections-per-sec = 5"));
+    let c = tokio::task::block_in_place(|| {
+        collector_with(
+            &pki,
+            "admit-connections-per-sec = 5\nadmit-connections-per-source-per-sec = 100000",
+        )
+    });
     let (cert, key) = pki.issue("hv-pace", &["hv-pace"], &[], &[]);
     let mut roots = rustls::RootCertStore::empty();
     for ca in hvprobe::tls::load_certs(&pki.path("ca.crt")).unwrap() {
