@@ -79,11 +79,11 @@ impl Pace {
     }
 }
 
-/// Each source's share of the accept pace (`admit-connections-per-source-per-sec`, a tenth of it unless set),
-/// with one second of burst, per IPv4 address or IPv6 /64. A connection beyond its source's share is closed at once, before any TLS
-/// work, and its token goes back to the pace, so one flooding source can neither spend the others' pace nor
-/// make the accept loop pause; a site of agents behind one NAT address (a few hundred) still comes back
-/// within seconds after an outage.
+/// Each source's share of the accept pace (`admit-connections-per-source-per-sec`, a tenth of it unless
+/// set), with one second of burst, per IPv4 address or IPv6 /64. A connection beyond its source's share is
+/// closed at once, before any TLS work, and its token goes back to the pace, so one flooding source can
+/// neither spend the others' pace nor make the accept loop pause; a site of agents behind one NAT address
+/// (a few hundred) still comes back within seconds after an outage.
 #[derive(Debug)]
 pub struct SourceShare {
     rate: f64,
