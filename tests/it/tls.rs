@@ -409,7 +409,7 @@ async fn tls_handshakes_start_at_the_configured_pace() {
     )
     .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    // Let the bucket fill (the collector's own readiness probe took a token).
+    // A full bucket whatever connected before: a second's quiet refills it.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let t0 = std::time::Instant::now();
     let mut clients = tokio::task::JoinSet::new();
