@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::bucket::TokenBucket;
 use super::state::{Cmd, Handle, IngestStats};
 use crate::pb;
 use crate::report::{self, HostReport};
@@ -70,21 +71,16 @@ pub struct IngestService {
 /// retry hints spread out).
 #[derive(Debug)]
 pub struct Admission {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-    /// Streams refused, decaying by `rate` per second: roughly how many are waiting to come back.
+    bucket: TokenBucket,
+    /// Streams refused, decaying by the rate per second: roughly how many are waiting to come back.
     backlog: f64,
 }
 
 impl Admission {
     /// A full bucket of `rate` per second.
     pub fn new(rate: u32, now: Instant) -> Admission {
-        let rate = f64::from(rate.max(1));
         Admission {
-            rate,
-            tokens: rate,
-            at: now,
+            bucket: TokenBucket::new(rate, now),
             backlog: 0.0,
         }
     }
@@ -93,16 +89,14 @@ impl Admission {
     /// the backlog takes to drain at the admission rate, at least one second, so the refused agents come
     /// back at the rate the collector takes them rather than together.
     pub fn take(&mut self, now: Instant, unit: f64) -> Result<(), u64> {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
-        self.backlog = (self.backlog - dt * self.rate).max(0.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let rate = self.bucket.rate();
+        let dt = self.bucket.refill(now);
+        self.backlog = (self.backlog - dt * rate).max(0.0);
+        if self.bucket.take() {
             return Ok(());
         }
         self.backlog += 1.0;
-        let drain_ms = self.backlog / self.rate * 1000.0;
+        let drain_ms = self.backlog / rate * 1000.0;
         Err(1000 + (drain_ms * unit.clamp(0.0, 1.0)) as u64)
     }
 }

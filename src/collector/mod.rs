@@ -6,6 +6,7 @@
 //! AZ at once (agents stream to all collectors), so losing one AZ loses no view.
 
 pub mod alerts;
+pub mod bucket;
 pub mod config;
 pub mod correlate;
 pub mod http;
@@ -351,7 +352,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
     let (grpc_addr, web_addr) = (grpc.local_addr().ok(), web.local_addr().ok());
     let router = grpc_router(&cfg, &owner, max_interval, &auth, health);
     let pace = (
-        serve::Pace::new(cfg.admit_connections_per_sec, std::time::Instant::now()),
+        bucket::TokenBucket::new(cfg.admit_connections_per_sec, std::time::Instant::now()),
         serve::SourceShare::new(
             cfg.admit_connections_per_source_per_sec
                 .unwrap_or(cfg.admit_connections_per_sec / 10),

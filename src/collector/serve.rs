@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::bucket::TokenBucket;
 use super::state::IngestStats;
 use crate::tls::ServerTls;
 
@@ -36,49 +37,6 @@ const HEADER_READ: Duration = Duration::from_secs(10);
 /// An HTTP connection with no traffic this long is closed.
 const HTTP_IDLE: Duration = Duration::from_secs(60);
 
-/// The pace of accepts on the gRPC port (`admit-connections-per-sec`): a token bucket with one second of
-/// burst. When it is empty the accept loop stops accepting until a token is back, as HAProxy's
-/// `rate-limit sessions` does: new connections wait in the kernel's accept queue (65,535 deep; beyond it
-/// the client's SYN retries), costing this process nothing, and a fleet coming back after an outage never
-/// gets more than that many TLS handshakes a second, however many knock at once. Streams on accepted
-/// connections then meet `admit-streams-per-sec` and its retry hints.
-#[derive(Debug)]
-pub struct Pace {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Pace {
-    /// A full bucket of `rate` per second.
-    pub fn new(rate: u32, now: Instant) -> Pace {
-        let rate = f64::from(rate.max(1));
-        Pace {
-            rate,
-            tokens: rate,
-            at: now,
-        }
-    }
-
-    /// Gives back the token of a connection closed at once (over its source's share), so a flooding source
-    /// never spends the pace of the others.
-    fn refund(&mut self) {
-        self.tokens = (self.tokens + 1.0).min(self.rate);
-    }
-
-    /// Takes a token for one accept now, or says how long until the next one is there.
-    pub fn take(&mut self, now: Instant) -> Option<Duration> {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return None;
-        }
-        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-    }
-}
-
 /// Each source's share of the accept pace (`admit-connections-per-source-per-sec`, a tenth of it unless
 /// set), with one second of burst, per IPv4 address or IPv6 /64. A connection beyond its source's share is
 /// closed at once, before any TLS work, and its token goes back to the pace, so one flooding source can
@@ -86,8 +44,8 @@ impl Pace {
 /// (a few hundred) still comes back within seconds after an outage.
 #[derive(Debug)]
 pub struct SourceShare {
-    rate: f64,
-    sources: HashMap<IpAddr, (f64, Instant)>,
+    rate: u32,
+    sources: HashMap<IpAddr, TokenBucket>,
 }
 
 /// Most sources tracked; beyond, the idle ones are forgotten (and, if all are busy, all of them).
@@ -97,7 +55,7 @@ impl SourceShare {
     /// `rate` connections a second for each source.
     pub fn new(rate: u32) -> SourceShare {
         SourceShare {
-            rate: f64::from(rate.max(1)),
+            rate,
             sources: HashMap::new(),
         }
     }
@@ -118,36 +76,37 @@ impl SourceShare {
         if self.sources.len() >= MAX_SOURCES {
             let full = Duration::from_secs(1);
             self.sources
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
+                .retain(|_, b| now.saturating_duration_since(b.last()) < full);
             if self.sources.len() >= MAX_SOURCES {
                 self.sources.clear();
             }
         }
         let rate = self.rate;
-        let (tokens, at) = self.sources.entry(Self::key(ip)).or_insert((rate, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.sources
+            .entry(Self::key(ip))
+            .or_insert_with(|| TokenBucket::new(rate, now))
+            .try_take(now)
     }
 }
 
 /// The next connection, at the configured pace and within its source's share, with TCP_NODELAY set (acks
-/// must not wait for Nagle). Pauses are counted in `stats`, so the collector knows it is holding agents back
+/// must not wait for Nagle). The pace (`admit-connections-per-sec`) works as HAProxy's `rate-limit
+/// sessions` does: when its bucket is empty the loop stops accepting until a token is back, so new
+/// connections wait in the kernel's accept queue (65,535 deep; beyond it the client's SYN retries), costing
+/// this process nothing, and a fleet coming back after an outage never gets more than that many TLS
+/// handshakes a second, however many knock at once. Streams on accepted connections then meet
+/// `admit-streams-per-sec` and its retry hints. Pauses are counted in `stats`, so the collector knows it is holding agents back
 /// (and opens no verdict from their silence meanwhile); connections closed over their source's share are
 /// counted apart, and hold nobody back.
 async fn accept_paced(
     listener: &TcpListener,
-    pace: &mut Pace,
+    pace: &mut TokenBucket,
     share: &mut SourceShare,
     stats: &IngestStats,
 ) -> (TcpStream, SocketAddr) {
     loop {
-        if let Some(wait) = pace.take(Instant::now()) {
+        if !pace.try_take(Instant::now()) {
+            let wait = pace.wait();
             IngestStats::bump(&stats.accept_pauses);
             let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
             stats.accept_paused_us.fetch_add(us, Ordering::Relaxed);
@@ -172,7 +131,7 @@ async fn accept_paced(
 /// Accepted TCP connections at `pace` and each source's share, for plaintext gRPC.
 pub fn tcp_incoming(
     listener: TcpListener,
-    (mut pace, mut share): (Pace, SourceShare),
+    (mut pace, mut share): (TokenBucket, SourceShare),
     stats: Arc<IngestStats>,
 ) -> ReceiverStream<Result<TcpStream, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
@@ -193,7 +152,7 @@ pub fn tcp_incoming(
 pub fn tls_incoming(
     listener: TcpListener,
     tls: ServerTls,
-    (mut pace, mut share): (Pace, SourceShare),
+    (mut pace, mut share): (TokenBucket, SourceShare),
     stats: Arc<IngestStats>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
@@ -488,28 +447,5 @@ mod share_tests {
         let t1 = t0 + Duration::from_secs(2);
         assert!(s.admit(ip("192.0.2.1"), t1));
         assert!(s.sources.len() <= MAX_SOURCES);
-    }
-}
-
-#[cfg(test)]
-mod pace_tests {
-    use super::Pace;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn the_pace_serves_one_second_of_burst_then_one_accept_per_token() {
-        let t0 = Instant::now();
-        let mut p = Pace::new(10, t0);
-        assert!((0..10).all(|_| p.take(t0).is_none()), "one second of burst");
-        assert_eq!(p.take(t0), Some(Duration::from_millis(100)));
-        // Half a token later, half the wait is left; a token later, one accept and no more.
-        let wait = p.take(t0 + Duration::from_millis(50)).unwrap();
-        assert!((wait.as_secs_f64() - 0.05).abs() < 1e-6, "{wait:?}");
-        let t1 = t0 + Duration::from_millis(150);
-        assert!(p.take(t1).is_none());
-        assert!(p.take(t1).is_some());
-        // A long quiet refills the bucket to one second's worth, never more.
-        let t2 = t1 + Duration::from_secs(60);
-        assert_eq!((0..30).filter(|_| p.take(t2).is_none()).count(), 10);
     }
 }
