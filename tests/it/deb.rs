@@ -4,19 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::support::require_bin;
-
-fn ok(what: &str, out: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{what}: {text}");
-    text
-}
+use crate::support::{require_bin, succeeded as ok};
 
 /// Builds the package (release, in a target dir of its own: this test runs inside `cargo test`, which
 /// holds the usual one).

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Collector, require_bin};
+use crate::support::{Collector, require_bin, succeeded};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/prometheus");
 
@@ -18,13 +18,7 @@ fn promtool(args: &[&str]) -> String {
         .current_dir(DIR)
         .output()
         .expect("promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool {args:?}: {text}");
-    text
+    succeeded(&format!("promtool {args:?}"), out)
 }
 
 #[test]

@@ -425,23 +425,8 @@ async fn tls_handshakes_start_at_the_configured_pace() {
             (t0.elapsed().as_secs_f64(), tls)
         });
     }
-    let mut at = Vec::new();
-    let mut held = Vec::new();
-    while let Some(r) = clients.join_next().await {
-        let (secs, tls) = r.unwrap();
-        at.push(secs);
-        held.push(tls);
-    }
-    at.sort_by(f64::total_cmp);
-    let within = |t: f64| at.iter().filter(|a| **a <= t).count();
-    for t in [0.5, 1.5, 2.5] {
-        let allowed = 5 + (5.0 * t) as usize + 1;
-        assert!(
-            within(t) <= allowed,
-            "{} handshakes by {t} s: {at:?}",
-            within(t)
-        );
-    }
+    let (at, held) = crate::support::finish_times(clients).await;
+    crate::support::assert_paced(&at, 5, &[0.5, 1.5, 2.5]);
     assert!(at[24] >= 3.0, "20 beyond the burst at 5/s: {at:?}");
     drop(held);
     let (code, metrics) = tokio::task::block_in_place(|| {

@@ -226,6 +226,42 @@ pub fn check_of<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no check {name} in {doc}"))
 }
 
+/// The output of a command that must have succeeded (`what` names it in the failure), stdout then stderr.
+pub fn succeeded(what: &str, out: Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what}: {text}");
+    text
+}
+
+/// Awaits every task of `set` (each yielding when it finished, in seconds, and what it holds): the times
+/// sorted, and what they hold (kept open until the caller drops it).
+pub async fn finish_times<T: 'static>(
+    mut set: tokio::task::JoinSet<(f64, T)>,
+) -> (Vec<f64>, Vec<T>) {
+    let (mut at, mut held) = (Vec::new(), Vec::new());
+    while let Some(r) = set.join_next().await {
+        let (secs, x) = r.expect("task");
+        at.push(secs);
+        held.push(x);
+    }
+    at.sort_by(f64::total_cmp);
+    (at, held)
+}
+
+/// Asserts that sorted completion times `at` kept to `rate` a second with one second of burst: by each
+/// time `t` of `checkpoints`, at most `rate + rate * t + 1` of them.
+pub fn assert_paced(at: &[f64], rate: usize, checkpoints: &[f64]) {
+    for &t in checkpoints {
+        let done = at.iter().filter(|a| **a <= t).count();
+        let allowed = rate + (rate as f64 * t) as usize + 1;
+        assert!(done <= allowed, "{done} done by {t} s at {rate}/s: {at:?}");
+    }
+}
+
 /// Fails (never skips) when a program the test drives for real is missing; `tests/run.sh` installs them.
 pub fn require_bin(bin: &str, package: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
