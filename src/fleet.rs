@@ -173,6 +173,14 @@ pub struct VerdictView {
     /// The condition keeps coming and going: held open (flap damping) rather than opened and closed again.
     #[serde(default)]
     pub flapping: bool,
+    /// Its condition recovered then (RFC 3339, null while failing); the verdict is held open until the flap
+    /// window has passed since it opened, in case it comes back.
+    #[serde(
+        default,
+        serialize_with = "crate::util::ser_opt_rfc3339",
+        deserialize_with = "crate::util::de_opt_rfc3339"
+    )]
+    pub recovered_at: Option<SystemTime>,
 }
 
 /// One AZ in `GET /api/v1/zones`.

@@ -25,6 +25,7 @@ pub mod diag;
 pub mod exit;
 pub mod fleet;
 pub mod host;
+pub mod hostport;
 pub mod identity;
 pub mod parse;
 pub mod pb;

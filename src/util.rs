@@ -72,6 +72,26 @@ pub fn de_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, 
     humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)
 }
 
+/// Serializes an optional time as RFC 3339 or null (for `#[serde(serialize_with)]`).
+pub fn ser_opt_rfc3339<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Deserializes an optional RFC 3339 time (for `#[serde(deserialize_with)]`).
+pub fn de_opt_rfc3339<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    s.map(|s| humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 /// Parses `--since`-style input: RFC 3339 (`2026-11-21T10:00:00Z`) or a duration ago (`90m`, `2h`, `1d`).
 pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {

@@ -22,42 +22,11 @@ use crate::pb;
 use crate::pb::ingest_client::IngestClient;
 
 /// Where a collector is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An address: no DNS involved.
-    Addr(SocketAddr),
-    /// A name to resolve, and its port.
-    Name(String, u16),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Addr(a) => write!(f, "{a}"),
-            Target::Name(h, p) => write!(f, "{h}:{p}"),
-        }
-    }
-}
+pub use crate::hostport::HostPort as Target;
 
 /// `10.0.0.5:7400`, `[fd00::5]:7400` or `collector.az1.example:7400` (an optional `http://` is accepted).
 pub fn parse_target(s: &str) -> Result<Target, String> {
-    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(Target::Addr(a));
-    }
-    let (host, port) = s.rsplit_once(':').ok_or("expected host:port")?;
-    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
-        return Err(format!("{host:?} is neither an IP address nor a host name"));
-    }
-    Ok(Target::Name(host.to_owned(), port))
+    Target::parse(s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/'))
 }
 
 /// gRPC connection backoff (<https://github.com/grpc/grpc/blob/master/doc/connection-backoff.md>).
@@ -235,25 +204,13 @@ pub async fn run(
         if !pause(delay, &mut shutdown).await {
             return;
         }
-        let addr = match &cfg.target {
-            Target::Addr(a) => Some(*a),
-            // Bounded: a broken resolver must not hold the reconnection up.
-            Target::Name(host, port) => match tokio::time::timeout(
-                cfg.connect_timeout,
-                tokio::net::lookup_host((host.as_str(), *port)),
-            )
-            .await
-            {
-                Ok(Ok(mut addrs)) => remember(&mut last_good, addrs.next()),
-                Ok(Err(e)) => {
-                    tracing::debug!(collector = %cfg.target, error = %e, "resolution failed; using the last good address");
-                    remember(&mut last_good, None)
-                }
-                Err(_) => {
-                    tracing::debug!(collector = %cfg.target, "resolution timed out; using the last good address");
-                    remember(&mut last_good, None)
-                }
-            },
+        // Bounded: a broken resolver must not hold the reconnection up.
+        let addr = match cfg.target.resolve(cfg.connect_timeout).await {
+            Ok(addrs) => remember(&mut last_good, addrs.first().copied()),
+            Err(e) => {
+                tracing::debug!(collector = %cfg.target, error = %e, "using the last good address");
+                remember(&mut last_good, None)
+            }
         };
         let end = match addr {
             None => failed("cannot resolve the collector and no previous address"),

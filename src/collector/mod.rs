@@ -339,6 +339,7 @@ pub async fn run(cfg: CollectorConfig, correlation: CorrelationConfig) -> i32 {
             targets,
             Duration::from_secs(cfg.alert_resend_secs),
             owner.stats.clone(),
+            owner.events_tx.subscribe(),
         ))
     });
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -436,6 +436,7 @@ mod tests {
                 summary: "s".into(),
                 since: UNIX_EPOCH + Duration::from_secs(100),
                 flapping: false,
+                recovered_at: None,
             };
             s.save_verdicts([v].iter()).unwrap();
         }

@@ -46,7 +46,11 @@ fn verdict_line(out: &mut String, v: &VerdictView, now: SystemTime) {
         v.check,
         hosts,
         age(now, v.since),
-        if v.flapping { "[flapping] " } else { "" },
+        match (v.recovered_at, v.flapping) {
+            (Some(_), _) => "[recovered, held] ",
+            (None, true) => "[flapping] ",
+            (None, false) => "",
+        },
         v.summary
     );
 }
@@ -196,6 +200,7 @@ mod tests {
             az: Some("az1".into()),
             region: "eu".into(),
             flapping: false,
+            recovered_at: None,
         };
         let z = ZonesView {
             zones: vec![ZoneView {

@@ -92,6 +92,7 @@ fn verdict_to_pb(v: &VerdictView) -> pb::VerdictMsg {
         az: v.az.clone(),
         region: v.region.clone(),
         flapping: v.flapping,
+        recovered_unix_ms: v.recovered_at.map(unix_ms),
     }
 }
 
@@ -106,6 +107,7 @@ fn verdict_from_pb(v: &pb::VerdictMsg) -> VerdictView {
         az: v.az.clone(),
         region: v.region.clone(),
         flapping: v.flapping,
+        recovered_at: v.recovered_unix_ms.map(from_unix_ms),
     }
 }
 

@@ -190,6 +190,7 @@ fn zones_and_events_round_trip() {
         az: Some("az1".into()),
         region: "eu".into(),
         flapping: false,
+        recovered_at: Some(t + Duration::from_secs(5)),
     };
     let z = ZonesView {
         zones: vec![ZoneView {
@@ -214,6 +215,7 @@ fn zones_and_events_round_trip() {
             scope: Scope::Region,
             az: None,
             flapping: true,
+            recovered_at: None,
             ..v
         }],
         collector_verdicts: vec![],

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Engine, Event, EventKind, Scope, Verdict};
 use crate::check::Status;
+use crate::util::fmt_duration;
 
 /// What a rule finds at one recomputation.
 #[derive(Debug, Clone)]
@@ -77,6 +78,7 @@ impl Finding {
             summary: self.summary,
             since,
             flapping: self.flapping,
+            recovered_at: None,
         }
     }
 }
@@ -135,8 +137,23 @@ impl Engine {
         for f in found {
             if let Some(old) = self.verdicts.get(&f.key) {
                 let old = old.clone();
+                // A narrower verdict of the same fault whose hosts joined this one is folded into it, not
+                // closed as if it had recovered.
+                let joined: Vec<Verdict> = orphans
+                    .iter()
+                    .filter(|o| {
+                        family(&o.key) == family(&f.key)
+                            && rank(o.scope) < rank(f.scope)
+                            && overlaps(&o.hosts, &f.hosts)
+                    })
+                    .cloned()
+                    .collect();
                 let v = f.into_verdict(old.since);
-                events.extend(changed(now, &old, &v));
+                if joined.is_empty() {
+                    events.extend(changed(now, &old, &v));
+                } else {
+                    lineage.preds.insert(v.key.clone(), joined);
+                }
                 next.insert(v.key.clone(), v);
                 continue;
             }
@@ -168,6 +185,12 @@ impl Engine {
                     .fold(f.since, SystemTime::min);
                 self.pending.remove(&f.key);
                 let v = f.into_verdict(since);
+                // The fault has had a verdict since its predecessors opened: the flap window runs from then.
+                let opened = preds
+                    .iter()
+                    .filter_map(|p| self.opened.get(&p.key).copied())
+                    .fold(now, SystemTime::min);
+                self.opened.insert(v.key.clone(), opened);
                 lineage.preds.insert(v.key.clone(), preds);
                 next.insert(v.key.clone(), v);
                 continue;
@@ -181,6 +204,7 @@ impl Engine {
                 self.pending.remove(&f.key);
                 let since = first.min(f.since);
                 let v = f.into_verdict(since);
+                self.opened.insert(v.key.clone(), now);
                 events.push(verdict_event(
                     now,
                     EventKind::VerdictOpened,
@@ -202,6 +226,7 @@ impl Engine {
         self.narrowing = narrowing;
         events.extend(self.transformations(now, &lineage, &next));
         events.extend(self.closures(now, &orphans, &lineage, &mut next));
+        self.opened.retain(|k, _| next.contains_key(k));
         self.verdicts = next;
         events
     }
@@ -225,17 +250,22 @@ impl Engine {
             if !wider.is_empty() {
                 let old = Status::worst_of(wider.iter().map(|p| p.status));
                 let folded: Vec<String> = wider.iter().map(|p| describe(p)).collect();
-                events.push(verdict_event(
-                    now,
-                    EventKind::VerdictChanged,
-                    v,
-                    old,
+                let summary = if self.verdicts.contains_key(key) {
+                    format!("now also folding {}: {}", folded.join(", "), v.summary)
+                } else {
                     format!(
                         "escalated to {} scope, folding {}: {}",
                         v.scope.as_str(),
                         folded.join(", "),
                         v.summary
-                    ),
+                    )
+                };
+                events.push(verdict_event(
+                    now,
+                    EventKind::VerdictChanged,
+                    v,
+                    old,
+                    summary,
                 ));
             }
             for p in preds.iter().filter(|p| rank(p.scope) > rank(v.scope)) {
@@ -267,7 +297,7 @@ impl Engine {
     }
 
     /// Open verdicts no longer found and not taken over: closed (or kept while a restarted collector warms
-    /// up), saying whether they recovered or went silent.
+    /// up, or held while younger than the flap window), saying whether they recovered or went silent.
     fn closures(
         &self,
         now: SystemTime,
@@ -296,6 +326,50 @@ impl Engine {
                     .iter()
                     .all(|h| self.hosts.get(h).is_some_and(|t| t.stale));
             let silent_family = matches!(family(&old.key), "reachability" | "wireguard-mesh");
+            // Its hosts are in another open verdict of the same fault (one that was clearing, say): folded
+            // into it, neither held nor called recovered.
+            if let Some(into) = next.values().find(|v| {
+                v.key != old.key
+                    && family(&v.key) == family(&old.key)
+                    && overlaps(&v.hosts, &old.hosts)
+            }) {
+                events.push(verdict_event(
+                    now,
+                    EventKind::VerdictClosed,
+                    old,
+                    Some(old.status),
+                    format!("folded into the {} (was: {})", describe(into), old.summary),
+                ));
+                continue;
+            }
+            // A check's verdict recovered sooner than the flap window after opening: held open until then,
+            // so a condition that comes back is this verdict again (flapping), never a second one. Silence
+            // and its end are facts of their own (hosts report again): those close at once.
+            let window = Duration::from_secs(self.cfg.flap_window_secs);
+            let hold_until = self
+                .opened
+                .get(&old.key)
+                .map(|t| *t + window)
+                .filter(|u| now < *u && !all_stale && !silent_family);
+            if let Some(until) = hold_until {
+                let mut v = old.clone();
+                if v.recovered_at.is_none() {
+                    v.recovered_at = Some(now);
+                    events.push(verdict_event(
+                        now,
+                        EventKind::VerdictChanged,
+                        &v,
+                        Some(old.status),
+                        format!(
+                            "recovered; held open {} more in case it comes back (flap window): {}",
+                            fmt_duration(until.duration_since(now).unwrap_or_default()),
+                            old.summary
+                        ),
+                    ));
+                }
+                next.insert(v.key.clone(), v);
+                continue;
+            }
             let summary = if all_stale && !silent_family {
                 format!("no data (hosts stale), not recovered: {}", old.summary)
             } else if family(&old.key) == "reachability" {
@@ -351,6 +425,18 @@ fn describe(v: &Verdict) -> String {
 
 /// The events of a verdict that stays open: its status changed, or it started or stopped flapping.
 fn changed(now: SystemTime, old: &Verdict, v: &Verdict) -> Option<Event> {
+    if old.recovered_at.is_some() {
+        return Some(verdict_event(
+            now,
+            EventKind::VerdictChanged,
+            v,
+            Some(old.status),
+            format!(
+                "back within the flap window, the same verdict: {}",
+                v.summary
+            ),
+        ));
+    }
     if old.status != v.status {
         return Some(verdict_event(
             now,

@@ -75,6 +75,11 @@ pub struct Verdict {
     /// Held open by flap damping.
     #[serde(default)]
     pub flapping: bool,
+    /// Its condition recovered at this time, less than the flap window after the verdict opened: it is held
+    /// open until the flap window has passed since it opened, so a condition that comes back soon is the
+    /// same verdict, not a second one.
+    #[serde(default)]
+    pub recovered_at: Option<SystemTime>,
 }
 
 /// A host the collector knows, as kept on disk across restarts.
@@ -130,6 +135,9 @@ pub struct Engine {
     warm_until: Option<SystemTime>,
     /// The keys of the verdicts restored from storage (only these are held while warming up).
     restored: BTreeSet<String>,
+    /// When each open verdict opened (under this process): one that recovers sooner than the flap window
+    /// after opening is held open until then.
+    opened: BTreeMap<String, SystemTime>,
 }
 
 /// Whether a resolver (`127.0.0.1:53`, `[::1]:53`, `[fe80::1%eth0]:53`) is on this host.
@@ -163,6 +171,7 @@ impl Engine {
             last_recompute: None,
             warm_until: None,
             restored: BTreeSet::new(),
+            opened: BTreeMap::new(),
         }
     }
 
@@ -349,6 +358,7 @@ impl Engine {
             || !self.episodes.is_empty()
             || !self.pending.is_empty()
             || !self.narrowing.is_empty()
+            || self.verdicts.values().any(|v| v.recovered_at.is_some())
         {
             events.extend(self.recompute(now));
         }

@@ -137,10 +137,12 @@ impl Engine {
                 continue;
             };
             let age = now.duration_since(ep.started).unwrap_or_default();
-            // Recovered once every rebooted host is back and healthy, and no verdict lists one of them.
+            // Recovered once every rebooted host is back and healthy, and no verdict lists one of them (but
+            // one held after recovering: its fault is over).
             let open = self
                 .verdicts
                 .values()
+                .filter(|v| v.recovered_at.is_none())
                 .any(|v| v.hosts.iter().any(|h| ep.hosts.contains(h)));
             let done = r.back == r.rebooted
                 && r.raid_rebuilding == 0

@@ -96,6 +96,30 @@ fn cycle(e: &mut Engine, t: SystemTime, reports: &[HostReport]) -> Vec<Event> {
     ev
 }
 
+/// A verdict that recovered sooner than the flap window after opening: from `from` to just before
+/// `close_at` it stays open, held (no event but the one saying so, which the caller has seen), and at
+/// `close_at` (the window since it opened) it closes. Returns that cycle's events.
+fn held_until(e: &mut Engine, from: u64, close_at: u64, reports: &[HostReport]) -> Vec<Event> {
+    let ev = cycles(e, from, (close_at - from) / 10, reports);
+    assert!(ev.is_empty(), "held quietly: {ev:#?}");
+    assert!(
+        e.verdicts().count() > 0 && e.verdicts().all(|v| v.recovered_at.is_some()),
+        "{:#?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
+    cycle(e, at(close_at), reports)
+}
+
+/// The one `verdict-changed` of a verdict entering its hold.
+fn assert_held(ev: &[Event]) {
+    assert!(
+        ev.len() == 1
+            && ev[0].kind == EventKind::VerdictChanged
+            && ev[0].summary.starts_with("recovered; held open"),
+        "{ev:#?}"
+    );
+}
+
 /// `n` cycles, 10 s apart from `from` seconds; every event they produced.
 fn cycles(e: &mut Engine, from: u64, n: u64, reports: &[HostReport]) -> Vec<Event> {
     (0..n)
@@ -146,7 +170,8 @@ fn az_wide_dns_failure_is_one_verdict_not_n() {
     assert_eq!(z.zones[0].verdicts.len(), 1);
     assert_eq!(z.zones[0].verdicts[0].hosts.len(), 10);
     assert_eq!(z.zones[0].status, Status::Crit);
-    // Recovery: two good cycles close it, with one event.
+    // Recovery: two good cycles end it. It opened 30 s ago, less than the flap window (300 s): held open
+    // (saying so) until 300 s after it opened, in case it comes back, then closed with one event.
     let good: Vec<HostReport> = (0..10)
         .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![dns_ok()]))
         .collect();
@@ -154,9 +179,12 @@ fn az_wide_dns_failure_is_one_verdict_not_n() {
         cycle(&mut e, at(50), &good).is_empty(),
         "one good cycle is not enough"
     );
-    let closed = cycle(&mut e, at(60), &good);
+    assert_held(&cycle(&mut e, at(60), &good));
+    assert_eq!(e.verdicts().next().unwrap().recovered_at, Some(at(60)));
+    let closed = held_until(&mut e, 70, 330, &good);
     assert_eq!(closed.len(), 1, "{closed:#?}");
     assert_eq!(closed[0].kind, EventKind::VerdictClosed);
+    assert_eq!(e.verdicts().count(), 0);
 }
 
 #[test]
@@ -648,7 +676,8 @@ fn a_check_alternating_every_cycle_is_one_flapping_verdict() {
 }
 
 /// Issue 10, the reported case: 2 cycles CRIT / 2 cycles OK at a 1 s interval for 20 s opened and closed 5
-/// verdicts. Now: the first episode may open and close once; then it is one flapping verdict.
+/// verdicts. Issue 22: it still opened 2 (the first episode opened and closed before anything looked like
+/// flapping). Now: one verdict, never closed while it flaps.
 #[test]
 fn two_crit_two_ok_for_twenty_seconds_is_one_flapping_verdict() {
     let mut e = engine();
@@ -671,13 +700,65 @@ fn two_crit_two_ok_for_twenty_seconds_is_one_flapping_verdict() {
         .iter()
         .filter(|x| x.kind == EventKind::VerdictClosed)
         .count();
-    assert!(o.len() <= 2 && closed <= 1, "{events:#?}");
+    assert!(o.len() == 1 && closed == 0, "{events:#?}");
     assert_eq!(e.verdicts().count(), 1);
     assert!(
         e.verdicts().all(|v| v.flapping),
         "{:#?}",
         e.verdicts().collect::<Vec<_>>()
     );
+}
+
+/// Issue 22: a host flapping in runs of three cycles (CRIT x3, OK x3, ...) at the default 10 s interval
+/// opened a verdict, closed it and opened a second one within the flap window. Now: one verdict, which
+/// recovers and is held, comes back as the same verdict (flapping), and closes once, a flap window after
+/// the flapping stopped.
+#[test]
+fn a_host_flapping_in_runs_of_three_cycles_is_one_verdict_from_open_to_close() {
+    let mut e = engine();
+    let bad = [report(
+        "hv-1",
+        "az1",
+        "b1",
+        vec![dns(Status::Crit, "127.0.0.1:53", DnsOutcome::Refused)],
+    )];
+    let ok = [report("hv-1", "az1", "b1", vec![dns_ok()])];
+    let mut events = Vec::new();
+    for i in 0..30u64 {
+        let r = if i % 6 < 3 { &bad } else { &ok };
+        events.extend(cycle(&mut e, at(i * 10), r));
+    }
+    let verdict_events: Vec<&Event> = events
+        .iter()
+        .filter(|x| x.check.as_deref() == Some("dns"))
+        .collect();
+    assert_eq!(opened(&events).len(), 1, "{verdict_events:#?}");
+    assert!(
+        events.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "{verdict_events:#?}"
+    );
+    // It recovered once (held), came back as the same verdict, then was damped as flapping.
+    let summaries: Vec<&str> = verdict_events.iter().map(|x| x.summary.as_str()).collect();
+    assert!(
+        summaries[1].starts_with("recovered; held open")
+            && summaries[2]
+                .starts_with("back within the flap window, the same verdict: flapping: dns CRIT"),
+        "{summaries:#?}"
+    );
+    assert!(e.verdicts().all(|v| v.flapping && v.hosts == ["hv-1"]));
+    // Quiet: closed once, the flap window after its last CRIT (at 260 s), not before.
+    let quiet = cycles(&mut e, 300, 27, &ok);
+    assert!(
+        quiet.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "{quiet:#?}"
+    );
+    let end = cycles(&mut e, 570, 3, &ok);
+    assert_eq!(
+        kinds(&end),
+        [(EventKind::VerdictClosed, Scope::Host, Some("hv-1".into()))],
+        "{end:#?}"
+    );
+    assert_eq!(e.verdicts().count(), 0);
 }
 
 #[test]
@@ -887,7 +968,20 @@ fn a_fault_spreading_and_shrinking_folds_and_unfolds() {
         (1, Scope::Host, vec!["hv-4".to_owned()])
     );
     assert_eq!(vs[0].since, at(60), "the host keeps its own since");
+    // hv-4 recovers. The fault has had a verdict since the host verdicts opened (the AZ verdict and hv-4's
+    // took their place): held until the flap window has passed since then, then closed.
     let ev = cycles(&mut e, 140, 3, &fleet(&[]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictChanged, Scope::Host, Some("hv-4".into()))]
+    );
+    assert_held(&ev);
+    let close_at = e.opened["host/hv-4/conntrack"]
+        .duration_since(at(0))
+        .unwrap()
+        .as_secs()
+        + 300;
+    let ev = held_until(&mut e, 170, close_at, &fleet(&[]));
     assert_eq!(
         kinds(&ev),
         [(EventKind::VerdictClosed, Scope::Host, Some("hv-4".into()))]
@@ -995,16 +1089,29 @@ fn a_power_cut_opens_and_closes_every_verdict() {
     let ev = cycles(&mut e, 240, 2, &fleet("boot-2", &[4]));
     let md: Vec<&Verdict> = e.verdicts().filter(|v| v.check == "md-raid").collect();
     assert!(md.iter().all(|v| v.hosts == ["hv-4"]), "{md:#?} {ev:#?}");
-    // All in sync: the md-raid verdict closes, and the AZ recovered.
+    // All in sync: the AZ recovered; the md-raid verdict, younger than the flap window, is held until the
+    // window has passed since it opened, then closes.
     let ev = cycles(&mut e, 300, 4, &fleet("boot-2", &[]));
     assert!(ev.iter().any(|x| x.kind == EventKind::Recovered), "{ev:#?}");
-    assert_eq!(
-        e.verdicts().count(),
-        0,
+    assert!(e.zones(None).zones[0].reboot.is_none());
+    // It narrowed to hv-4 first (de-escalated), keeping the time the fault's verdict opened.
+    let held: Vec<&Verdict> = e.verdicts().collect();
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert_eq!(held[0].key, "host/hv-4/md-raid");
+    let md_opened = e.opened["host/hv-4/md-raid"];
+    assert!(
+        e.verdicts().all(|v| v.recovered_at.is_some()),
         "{:#?}",
         e.verdicts().collect::<Vec<_>>()
     );
-    assert!(e.zones(None).zones[0].reboot.is_none());
+    let close_at = md_opened.duration_since(at(0)).unwrap().as_secs() + 300;
+    let ev = held_until(&mut e, 340, close_at, &fleet("boot-2", &[]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictClosed, Scope::Host, Some("hv-4".into()))],
+        "{ev:#?}"
+    );
+    assert_eq!(e.verdicts().count(), 0);
 }
 
 /// Issue 10: one agent announcing `interval_secs = 3600` must not hold an AZ verdict back for an hour.
@@ -1085,13 +1192,18 @@ fn several_azs_silent_at_once_is_the_collector_and_shedding_opens_nothing() {
 /// first 50 s (the warm-up meant for restored verdicts applied to all). Only restored verdicts wait.
 #[test]
 fn a_fresh_collector_closes_verdicts_at_once() {
-    // stale-after-intervals = 10: the old warm-up would have held verdicts for 120 s.
-    let mut e = Engine::new(CorrelationConfig::default(), 10);
+    // stale-after-intervals = 10: the old warm-up would have held verdicts for 120 s. A short flap window
+    // (30 s) so that its own hold ends well before.
+    let cfg = CorrelationConfig {
+        flap_window_secs: 30,
+        ..CorrelationConfig::default()
+    };
+    let mut e = Engine::new(cfg, 10);
     e.restore(at(0), Vec::new(), Vec::new());
     let bad = [report("hv-1", "az1", "b1", vec![conntrack(Status::Crit)])];
     let ok = [report("hv-1", "az1", "b1", vec![conntrack(Status::Ok)])];
     assert_eq!(opened(&cycles(&mut e, 0, 4, &bad)).len(), 1);
-    let ev = cycles(&mut e, 40, 2, &ok);
+    let ev = cycles(&mut e, 40, 3, &ok);
     assert!(
         ev.iter().any(|x| x.kind == EventKind::VerdictClosed),
         "{ev:#?}"

@@ -31,6 +31,7 @@ fn view(v: &Verdict) -> VerdictView {
         az: v.az.clone(),
         region: v.region.clone(),
         flapping: v.flapping,
+        recovered_at: v.recovered_at,
     }
 }
 
@@ -87,7 +88,10 @@ impl Engine {
                 (Scope::Region, _) | (_, None) => region_verdicts.push(view(v)),
                 (_, Some(az)) => {
                     if let Some(z) = zones.get_mut(az) {
-                        z.status = z.status.worst(v.status);
+                        // A verdict held after recovering is listed, but the AZ's status is what fails now.
+                        if v.recovered_at.is_none() {
+                            z.status = z.status.worst(v.status);
+                        }
                         z.verdicts.push(view(v));
                     }
                 }
