@@ -31,6 +31,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the checks once on this host and print the results (exit code = worst status).
+    #[command(
+        after_long_help = "Exit status (Nagios): 0 every check OK; 1 worst WARN; 2 worst CRIT; 3 worst UNKNOWN \
+(order OK < UNKNOWN < WARN < CRIT); 64 usage or configuration error; 70 internal error."
+    )]
     Check(CheckArgs),
     /// Check a configuration file and exit 0, or print every problem and exit 64.
     Validate {
@@ -708,4 +712,69 @@ fn check(args: CheckArgs) -> i32 {
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed test
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `hvprobe.1` and one `hvprobe-<subcommand>.1` per subcommand, as clap describes the CLI.
+    fn man_pages() -> Vec<(String, Vec<u8>)> {
+        let cli = Cli::command();
+        let mut pages = Vec::new();
+        let mut render = |cmd: clap::Command| {
+            let name = cmd.get_name().to_owned();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page).unwrap();
+            pages.push((format!("{name}.1"), page));
+        };
+        for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+            // clap names take `&'static str` (without its `string` feature): a test may leak a few bytes.
+            let name: &'static str =
+                Box::leak(format!("hvprobe-{}", sub.get_name()).into_boxed_str());
+            let bin: &'static str =
+                Box::leak(format!("hvprobe {}", sub.get_name()).into_boxed_str());
+            render(
+                sub.clone()
+                    .name(name)
+                    .bin_name(bin)
+                    .version(env!("CARGO_PKG_VERSION")),
+            );
+        }
+        render(cli);
+        pages
+    }
+
+    /// The man pages the package ships (packaging/man/) are the CLI's own: a flag added, renamed or
+    /// documented differently makes this fail until they are regenerated with
+    /// `HVPROBE_BLESS=1 cargo test --lib the_shipped_man_pages`.
+    #[test]
+    fn the_shipped_man_pages_are_the_cli() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
+        let pages = man_pages();
+        if std::env::var_os("HVPROBE_BLESS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, page) in &pages {
+                std::fs::write(dir.join(name), page).unwrap();
+            }
+        }
+        for (name, page) in &pages {
+            let shipped = std::fs::read(dir.join(name)).unwrap_or_default();
+            assert!(
+                shipped == *page,
+                "packaging/man/{name} is not the CLI's page: HVPROBE_BLESS=1 cargo test --lib the_shipped_man_pages"
+            );
+        }
+        let mut shipped: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".1"))
+            .collect();
+        shipped.sort();
+        let mut expected: Vec<String> = pages.into_iter().map(|(n, _)| n).collect();
+        expected.sort();
+        assert_eq!(shipped, expected, "a page for a subcommand that is gone");
+    }
 }

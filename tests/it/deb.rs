@@ -1,5 +1,5 @@
 //! The Debian package (issue 12): `cargo deb` builds it, `dpkg-deb` shows what is in it, `lintian` finds no
-//! error, `dpkg -i` installs it on this machine, the installed binary runs and validates the installed
+//! error or warning (issue 22), `dpkg -i` installs it on this machine, the installed binary runs and validates the installed
 //! configs, and `dpkg --purge` removes it (keeping the `hvprobe` user, as Debian does).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
 
@@ -53,6 +53,10 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
         "./etc/hvprobe/collector.toml",
         "./usr/share/doc/hvprobe/copyright",
         "./usr/share/hvprobe/prometheus/hvprobe-collector.rules.yml",
+        "./usr/share/man/man1/hvprobe.1.gz",
+        "./usr/share/man/man1/hvprobe-check.1.gz",
+        "./usr/share/man/man1/hvprobe-collector.1.gz",
+        "./usr/share/lintian/overrides/hvprobe",
     ] {
         assert!(contents.contains(path), "{path} missing:\n{contents}");
     }
@@ -84,14 +88,22 @@ fn the_debian_package_builds_lints_installs_runs_and_purges() {
     )
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&unit.stdout), shipped);
+    // Clean at warning level on the lintian tests/run.sh installs (Debian's own for this release): no
+    // error, no warning (man pages ship; the one override is for a package outside the archive).
     let lintian = require_bin("lintian", "lintian");
-    ok(
+    let tags = ok(
         "lintian",
         Command::new(lintian)
-            .args(["--fail-on", "error"])
+            .args(["--fail-on", "error,warning"])
             .arg(&deb)
             .output()
             .unwrap(),
+    );
+    assert!(
+        !tags
+            .lines()
+            .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "{tags}"
     );
 
     let _ = Command::new("dpkg").args(["--purge", "hvprobe"]).output();
