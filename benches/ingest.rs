@@ -606,24 +606,67 @@ async fn steady(fleet: &Fleet, pid: u32, window: Duration) -> Steady {
     }
 }
 
-/// What a closed loop measured: reports/s, and the CPU the collector and this process (the load generator)
-/// used meanwhile, in cores.
+/// What a closed loop measured: the collector's whole ingest (the loop's reports and the connected agents'),
+/// the loop's share, and the CPU of the collector, of the loop's own process and of this one (the simulated
+/// agents), in cores.
 struct Ceiling {
+    /// Reports/s the collector ingested in all while the loop ran: the ceiling with N agents connected.
+    ingest: f64,
+    /// Of which the loop's.
     rate: f64,
     collector_cores: f64,
-    generator_cores: f64,
+    loop_cores: f64,
+    fleet_cores: f64,
 }
 
-/// Closed loop against the collector `pid`, optionally under `perf record` (`HVPROBE_BENCH_PROFILE=<dir>`).
+impl Ceiling {
+    fn line(&self) -> String {
+        format!(
+            "{:.0} reports/s ingested in all ({:.0}/s from the loop, the rest from the agents); CPU: collector {:.2} cores ({:.0} us per report), closed loop {:.2} cores, simulated agents {:.2} cores",
+            self.ingest,
+            self.rate,
+            self.collector_cores,
+            self.collector_cores * 1e6 / self.ingest.max(1.0),
+            self.loop_cores,
+            self.fleet_cores
+        )
+    }
+}
+
+/// Closed loop against the collector `c`, in a process of its own (`HVPROBE_BENCH_LOOP`), optionally under
+/// `perf record` (`HVPROBE_BENCH_PROFILE=<dir>`). Its own process and runtime: in this one its streams would
+/// queue behind the simulated agents' tasks, and the figure would fall with the fleet for the load
+/// generator's sake, not the collector's.
 async fn ceiling_of(
-    pid: u32,
+    c: &Collector,
     label: &str,
-    addr: &str,
-    template: Arc<pb::Report>,
     streams: usize,
     secs: Duration,
+    warm: Duration,
 ) -> Ceiling {
+    use std::io::BufRead;
+    let pid = c.child.as_ref().unwrap().0.id();
     let me = std::process::id();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("HVPROBE_BENCH_LOOP", &c.grpc)
+        .env("HVPROBE_BENCH_LOOP_STREAMS", streams.to_string())
+        .env("HVPROBE_BENCH_LOOP_MS", secs.as_millis().to_string())
+        .env("HVPROBE_BENCH_LOOP_WARM_MS", warm.as_millis().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let _child = Guard(child);
+    while rx.recv().await.is_some_and(|l| l != "counting") {}
     let perf = std::env::var("HVPROBE_BENCH_PROFILE").ok().map(|dir| {
         Guard(
             Command::new("perf")
@@ -636,26 +679,69 @@ async fn ceiling_of(
                 .expect("perf (Debian package linux-perf)"),
         )
     });
-    let (c0, g0, t0) = (cpu(pid), cpu(me), Instant::now());
-    let rate = ceiling(addr, template, streams, secs).await;
+    let reports = || {
+        tokio::task::block_in_place(|| c.metric("hvprobe_collector_reports_total").unwrap_or(0.0))
+    };
+    let (c0, f0, r0, t0) = (cpu(pid), cpu(me), reports(), Instant::now());
+    let done = loop {
+        match rx.recv().await {
+            Some(l) if l.starts_with("acked=") => break l,
+            Some(_) => continue,
+            None => panic!("the closed loop ended without its figures"),
+        }
+    };
     let wall = t0.elapsed().as_secs_f64();
+    let (c1, f1, r1) = (cpu(pid), cpu(me), reports());
     if let Some(p) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &p.0.id().to_string()])
             .status();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    // acked=N cpu_ms=M
+    let field = |k: &str| -> f64 {
+        done.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
     Ceiling {
-        rate,
-        collector_cores: cpu(pid).saturating_sub(c0).as_secs_f64() / wall,
-        generator_cores: cpu(me).saturating_sub(g0).as_secs_f64() / wall,
+        ingest: (r1 - r0) / wall,
+        rate: field("acked=") / secs.as_secs_f64(),
+        collector_cores: c1.saturating_sub(c0).as_secs_f64() / wall,
+        loop_cores: field("cpu_ms=") / 1000.0 / wall,
+        fleet_cores: f1.saturating_sub(f0).as_secs_f64() / wall,
     }
 }
 
-/// Closed loop: `streams` streams send full reports as fast as their acks come back, for `secs`.
-async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Duration) -> f64 {
+/// The closed loop's own process (`HVPROBE_BENCH_LOOP=<addr>`): `HVPROBE_BENCH_LOOP_STREAMS` streams send
+/// full reports as fast as their acks come back; after `HVPROBE_BENCH_LOOP_WARM_MS` (connections made,
+/// streams admitted) it prints `counting`, counts acks for `HVPROBE_BENCH_LOOP_MS`, and prints
+/// `acked=N cpu_ms=M` (its CPU over the counted window).
+fn loop_main(addr: String) {
+    let streams = env("HVPROBE_BENCH_LOOP_STREAMS", 200) as usize;
+    let secs = Duration::from_millis(env("HVPROBE_BENCH_LOOP_MS", 10_000));
+    let warm = Duration::from_millis(env("HVPROBE_BENCH_LOOP_WARM_MS", 2_000));
+    raise_nofile();
+    runtime().block_on(async {
+        let template = Arc::new(template().await);
+        let (acked, cpu) = ceiling(&addr, template, streams, warm, secs).await;
+        println!("acked={acked} cpu_ms={}", cpu.as_millis());
+    });
+}
+
+/// Closed loop: `streams` streams send full reports as fast as their acks come back for `warm + secs`;
+/// the acks of the last `secs` are counted. Returns them and this process's CPU over that time.
+async fn ceiling(
+    addr: &str,
+    template: Arc<pb::Report>,
+    streams: usize,
+    warm: Duration,
+    secs: Duration,
+) -> (u64, Duration) {
     let done = Arc::new(AtomicU64::new(0));
-    let stop = Instant::now() + secs;
+    let count_from = Instant::now() + warm;
+    let stop = count_from + secs;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..streams {
         let (addr, template, done) = (addr.to_owned(), template.clone(), done.clone());
@@ -685,12 +771,24 @@ async fn ceiling(addr: &str, template: Arc<pb::Report>, streams: usize, secs: Du
                 if tx.send(r).await.is_err() || !matches!(acks.message().await, Ok(Some(_))) {
                     return;
                 }
-                done.fetch_add(1, Ordering::Relaxed);
+                if Instant::now() >= count_from {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
     }
+    tokio::time::sleep_until(count_from.into()).await;
+    let cpu0 = cpu(std::process::id());
+    println!("counting");
+    tokio::task::block_in_place(|| {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    });
     while tasks.join_next().await.is_some() {}
-    done.load(Ordering::Relaxed) as f64 / secs.as_secs_f64()
+    (
+        done.load(Ordering::Relaxed),
+        cpu(std::process::id()).saturating_sub(cpu0),
+    )
 }
 
 async fn wait_listening(addr: &str) {
@@ -770,6 +868,9 @@ fn main() {
     if let Ok(addr) = std::env::var("HVPROBE_BENCH_SINK") {
         return sink_main(addr);
     }
+    if let Ok(addr) = std::env::var("HVPROBE_BENCH_LOOP") {
+        return loop_main(addr);
+    }
     if std::env::var_os("HVPROBE_BENCH_SIZES").is_some() {
         return sizes();
     }
@@ -788,6 +889,7 @@ fn main() {
     let change = env("HVPROBE_BENCH_CHANGE_PERCENT", 5);
     let burst_streams = if smoke { 10 } else { 200 };
     let burst_secs = Duration::from_secs(if smoke { 2 } else { 10 });
+    let burst_warm = Duration::from_millis(if smoke { 500 } else { 2_000 });
     let ramp = interval;
     raise_nofile();
     let rt = runtime();
@@ -838,18 +940,17 @@ fn main() {
             n + 2000
         );
         let first = tokio::task::block_in_place(|| Collector::start(&settings));
-        let pid = first.child.as_ref().unwrap().0.id();
         let grpc: std::net::SocketAddr = first.grpc.parse().unwrap();
         let mut fleet = Fleet::new();
         fleet
             .grow(grpc, small, &template, interval, ramp, change)
             .await;
         tokio::time::sleep(interval).await;
-        let c_small = ceiling_of(pid, "small", &first.grpc, template.clone(), burst_streams, burst_secs).await;
-        let ceiling_small = c_small.rate;
+        let c_small = ceiling_of(&first, "small", burst_streams, burst_secs, burst_warm).await;
+        let ceiling_small = c_small.ingest;
         println!(
-            "  ceiling with {small} agents connected (closed loop, {burst_streams} streams of full reports): {ceiling_small:.0} reports/s; CPU: collector {:.2} cores, load generator {:.2} cores",
-            c_small.collector_cores, c_small.generator_cores
+            "  ceiling with {small} agents connected (closed loop of {burst_streams} streams of full reports, in its own process): {}",
+            c_small.line()
         );
 
         fleet.stop().await;
@@ -890,14 +991,13 @@ fn main() {
         let compact = collector.metric("hvprobe_collector_compact_checks_total").unwrap_or(0.0);
         let total = collector.metric("hvprobe_collector_reports_total").unwrap_or(0.0);
         println!("  compact checks completed by the collector: {compact:.0} over {total:.0} reports");
-        let c_large = ceiling_of(pid, "large", &collector.grpc, template.clone(), burst_streams, burst_secs).await;
-        let ceiling_large = c_large.rate;
+        let c_large = ceiling_of(&collector, "large", burst_streams, burst_secs, burst_warm).await;
+        let ceiling_large = c_large.ingest;
         println!(
-            "  ceiling with {n} agents connected: {ceiling_large:.0} reports/s ({:.2}x the ceiling at {small}; {:.1}x the load of {n} agents); CPU: collector {:.2} cores, load generator {:.2} cores",
+            "  ceiling with {n} agents connected: {} = {:.2}x the ceiling at {small}, {:.1}x the load of {n} agents",
+            c_large.line(),
             ceiling_large / ceiling_small.max(1.0),
-            ceiling_large / offered,
-            c_large.collector_cores,
-            c_large.generator_cores
+            ceiling_large / offered
         );
 
         // 4. The reconnect storm.

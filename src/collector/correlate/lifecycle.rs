@@ -20,7 +20,11 @@
 //! - **De-escalation**: the reverse; the wider verdict gives way to the narrower findings of its hosts still
 //!   failing (each keeps its own `since`), with one `verdict-changed` on the wider verdict.
 //! - Everything else found is new: it **settles** (one reporting interval of its AZ, capped) before it opens.
-//! - Nothing found and nothing taking over: **closed**, saying whether it recovered or went silent.
+//! - Nothing found and nothing taking over: **closed**, saying whether it recovered or went silent, or
+//!   folded into another open verdict of its fault that now lists its hosts. A check's verdict that
+//!   recovered sooner than the flap window after it opened (`opened`, carried over escalations) is **held**
+//!   open until then (`recovered_at`, one `verdict-changed`): found again meanwhile, it is the same verdict.
+//!   At most one verdict per (fault, place) opens per flap window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -350,7 +354,7 @@ impl Engine {
                 .opened
                 .get(&old.key)
                 .map(|t| *t + window)
-                .filter(|u| now < *u && !all_stale && !silent_family);
+                .filter(|u| now < *u && !all_stale && family(&old.key) != "reachability");
             if let Some(until) = hold_until {
                 let mut v = old.clone();
                 if v.recovered_at.is_none() {
