@@ -8,14 +8,16 @@ use crate::check::Status;
 use crate::fleet::{Event, Scope, VerdictView, ZonesView};
 use crate::util::{fmt_duration, rfc3339};
 
-/// Worst status of the view; drives `hvprobe status`'s exit code.
+/// Worst status of the view; drives `hvprobe status`'s exit code. A verdict held after recovering (within
+/// its flap window) is listed but fails nothing now, as in the AZs' own status.
 pub fn worst(z: &ZonesView) -> Status {
+    let failing = |v: &VerdictView| v.recovered_at.is_none().then_some(v.status);
     Status::worst_of(
         z.zones
             .iter()
             .map(|z| z.status)
-            .chain(z.region_verdicts.iter().map(|v| v.status))
-            .chain(z.collector_verdicts.iter().map(|v| v.status)),
+            .chain(z.region_verdicts.iter().filter_map(failing))
+            .chain(z.collector_verdicts.iter().filter_map(failing)),
     )
     .unwrap_or(Status::Ok)
 }
@@ -249,6 +251,22 @@ mod tests {
             }),
             0
         );
+        // A region verdict held after recovering is shown as such and fails nothing now.
+        let mut held = z.zones[0].verdicts[0].clone();
+        held.scope = Scope::Region;
+        held.recovered_at = Some(t(700));
+        let z = ZonesView {
+            zones: vec![],
+            region_verdicts: vec![held],
+            collector_verdicts: vec![],
+            ingest_degraded: None,
+        };
+        assert!(
+            status_table(&z, t(720)).contains("[recovered, held] dns CRIT"),
+            "{}",
+            status_table(&z, t(720))
+        );
+        assert_eq!(status_exit_code(&z), 0);
     }
 
     #[test]
