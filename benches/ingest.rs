@@ -14,10 +14,13 @@
 //! Phases and figures:
 //! 1. **Bare sink**: N agents, steady window: CPU per report, KiB per connected agent.
 //! 2. **Collector at 1,000 agents**: the closed-loop ceiling (200 streams sending full reports as fast as
-//!    their acks return, on top of the connected agents) = `ceiling_small`.
+//!    their acks return, on top of the connected agents, from a process of their own: `HVPROBE_BENCH_LOOP`;
+//!    2 s warm-up, 10 s counted) = `ceiling_small`: every report the collector ingested over the counted
+//!    window, the loop's and the agents', per second.
 //! 3. **Collector at N agents**: steady window (acked/offered, ack latency, CPU per report, KiB per agent),
 //!    then the closed-loop ceiling again = `ceiling_large`. Equal ceilings mean the cost per report does
-//!    not grow with the fleet.
+//!    not grow with the fleet. Both print the CPU of the collector, of the loop and of the simulated agents
+//!    apart: on one machine they share its cores.
 //! 4. **Reconnect storm**: the collector is SIGKILLed, stays down `HVPROBE_BENCH_OUTAGE_SECS` (30), and is
 //!    restarted on the same ports: how long each agent takes to report again (p99), how many never come
 //!    back within the deadline, the collector's peak RSS during the storm.

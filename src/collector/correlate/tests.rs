@@ -118,8 +118,10 @@ fn assert_held(ev: &[Event]) {
         .count();
     assert!(
         held == 1
-            && ev.last().is_some_and(|x| x.kind == EventKind::VerdictChanged
-                && x.summary.starts_with("recovered; held open"))
+            && ev
+                .last()
+                .is_some_and(|x| x.kind == EventKind::VerdictChanged
+                    && x.summary.starts_with("recovered; held open"))
             && ev.iter().all(|x| x.kind == EventKind::VerdictChanged),
         "{ev:#?}"
     );
