@@ -3,7 +3,7 @@
 //!
 //! - Every open verdict is one alert: labels `alertname="HvprobeVerdict"`, `severity` (`critical`,
 //!   `warning`), `scope`, `check`, `az`, `region`, and `host` for host verdicts; annotations `summary`,
-//!   `hosts`, `since`. Labels carry no collector-specific value, so the collectors of every AZ push
+//!   `hosts`, `since`, and `recovered_at` while it is held after recovering. Labels carry no collector-specific value, so the collectors of every AZ push
 //!   identical alerts and Alertmanager keeps one.
 //! - Pushed within about a second of a verdict opening, changing or closing (the pusher follows the
 //!   timeline's live feed), and re-sent every `alert-resend-secs` while open with `endsAt` four resends
@@ -88,13 +88,18 @@ pub fn alert(v: &Verdict, ends: SystemTime) -> Value {
     if let (Some(h), Some(map)) = (&v.host, labels.as_object_mut()) {
         map.insert("host".into(), json!(h));
     }
+    let mut annotations = json!({
+        "summary": v.summary,
+        "hosts": v.hosts.join(", "),
+        "since": rfc3339(v.since),
+    });
+    // Held after recovering (flap window): still firing, saying since when it is OK.
+    if let (Some(t), Some(map)) = (v.recovered_at, annotations.as_object_mut()) {
+        map.insert("recovered_at".into(), json!(rfc3339(t)));
+    }
     json!({
         "labels": labels,
-        "annotations": {
-            "summary": v.summary,
-            "hosts": v.hosts.join(", "),
-            "since": rfc3339(v.since),
-        },
+        "annotations": annotations,
         "startsAt": rfc3339(v.since),
         "endsAt": rfc3339(ends),
     })
@@ -303,6 +308,20 @@ mod tests {
         );
         assert_eq!(a["annotations"]["since"], rfc3339(v.since));
         assert_eq!(a["startsAt"], a["annotations"]["since"]);
+        assert!(a["annotations"].get("recovered_at").is_none());
+        let held = Verdict {
+            recovered_at: Some(v.since + Duration::from_secs(30)),
+            ..v.clone()
+        };
+        let a = alert(&held, SystemTime::now());
+        assert_eq!(
+            a["annotations"]["recovered_at"],
+            rfc3339(v.since + Duration::from_secs(30))
+        );
+        assert_eq!(
+            a["labels"]["severity"], "critical",
+            "held: still firing as it was"
+        );
     }
 
     fn verdict(key: &str, status: Status) -> Verdict {
