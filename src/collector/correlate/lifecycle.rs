@@ -334,6 +334,7 @@ impl Engine {
             // into it, neither held nor called recovered.
             if let Some(into) = next.values().find(|v| {
                 v.key != old.key
+                    && v.recovered_at.is_none()
                     && family(&v.key) == family(&old.key)
                     && overlaps(&v.hosts, &old.hosts)
             }) {

@@ -721,6 +721,53 @@ fn two_crit_two_ok_for_twenty_seconds_is_one_flapping_verdict() {
     );
 }
 
+/// Issue 22: a host verdict held after recovering whose host fails again as part of an AZ-wide fault is
+/// folded into the AZ verdict: one `verdict-changed` on the AZ verdict, no `verdict-closed` that would read
+/// as recovery, and no host left in two verdicts.
+#[test]
+fn a_held_host_verdict_whose_host_joins_an_az_verdict_is_folded_into_it() {
+    let mut e = engine();
+    let fleet = |bad: &[usize]| -> Vec<HostReport> {
+        (0..10)
+            .map(|i| {
+                let s = if bad.contains(&i) {
+                    Status::Crit
+                } else {
+                    Status::Ok
+                };
+                report(&format!("hv-{i}"), "az1", "b1", vec![conntrack(s)])
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 2, &fleet(&[]));
+    assert_eq!(opened(&cycles(&mut e, 20, 4, &fleet(&[0]))).len(), 1);
+    assert_held(&cycles(&mut e, 60, 2, &fleet(&[])));
+    // An AZ-wide fault on three other hosts: its own verdict.
+    let ev = cycles(&mut e, 80, 4, &fleet(&[1, 2, 3]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictOpened, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    // hv-0 fails again, with them: folded into the AZ verdict.
+    let ev = cycles(&mut e, 120, 3, &fleet(&[0, 1, 2, 3]));
+    assert_eq!(
+        kinds(&ev),
+        [(EventKind::VerdictChanged, Scope::Az, None)],
+        "{ev:#?}"
+    );
+    assert!(
+        ev[0]
+            .summary
+            .starts_with("now also folding host verdict on hv-0: "),
+        "{}",
+        ev[0].summary
+    );
+    let vs: Vec<&Verdict> = e.verdicts().collect();
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+    assert_eq!(vs[0].hosts, ["hv-0", "hv-1", "hv-2", "hv-3"]);
+}
+
 /// Issue 22: a host flapping in runs of three cycles (CRIT x3, OK x3, ...) at the default 10 s interval
 /// opened a verdict, closed it and opened a second one within the flap window. Now: one verdict, which
 /// recovers and is held, comes back as the same verdict (flapping), and closes once, a flap window after
