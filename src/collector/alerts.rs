@@ -3,8 +3,9 @@
 //!
 //! - Every open verdict is one alert: labels `alertname="HvprobeVerdict"`, `severity` (`critical`,
 //!   `warning`), `scope`, `check`, `az`, `region`, and `host` for host verdicts; annotations `summary`,
-//!   `hosts`, `since`, and `recovered_at` while it is held after recovering. Labels carry no collector-specific value, so the collectors of every AZ push
-//!   identical alerts and Alertmanager keeps one.
+//!   `hosts`, `since`, and `recovered_at` while it is held after recovering. Labels carry no
+//!   collector-specific value, so the collectors of every AZ push identical alerts and Alertmanager keeps
+//!   one.
 //! - Pushed within about a second of a verdict opening, changing or closing (the pusher follows the
 //!   timeline's live feed), and re-sent every `alert-resend-secs` while open with `endsAt` four resends
 //!   ahead (an alert of a collector that died resolves by itself unless another collector still sends it).
