@@ -127,6 +127,20 @@ fn assert_held(ev: &[Event]) {
     );
 }
 
+/// `n` hosts `hv-0`.. of az1 reporting conntrack: CRIT for the indices in `bad`, OK for the others.
+fn conntrack_fleet(n: usize, bad: &[usize]) -> Vec<HostReport> {
+    (0..n)
+        .map(|i| {
+            let s = if bad.contains(&i) {
+                Status::Crit
+            } else {
+                Status::Ok
+            };
+            report(&format!("hv-{i}"), "az1", "b1", vec![conntrack(s)])
+        })
+        .collect()
+}
+
 /// `n` cycles, 10 s apart from `from` seconds; every event they produced.
 fn cycles(e: &mut Engine, from: u64, n: u64, reports: &[HostReport]) -> Vec<Event> {
     (0..n)
@@ -727,18 +741,7 @@ fn two_crit_two_ok_for_twenty_seconds_is_one_flapping_verdict() {
 #[test]
 fn a_held_host_verdict_whose_host_joins_an_az_verdict_is_folded_into_it() {
     let mut e = engine();
-    let fleet = |bad: &[usize]| -> Vec<HostReport> {
-        (0..10)
-            .map(|i| {
-                let s = if bad.contains(&i) {
-                    Status::Crit
-                } else {
-                    Status::Ok
-                };
-                report(&format!("hv-{i}"), "az1", "b1", vec![conntrack(s)])
-            })
-            .collect()
-    };
+    let fleet = |bad: &[usize]| conntrack_fleet(10, bad);
     cycles(&mut e, 0, 2, &fleet(&[]));
     assert_eq!(opened(&cycles(&mut e, 20, 4, &fleet(&[0]))).len(), 1);
     assert_held(&cycles(&mut e, 60, 2, &fleet(&[])));
@@ -972,18 +975,7 @@ fn kinds(events: &[Event]) -> Vec<(EventKind, Scope, Option<String>)> {
 #[test]
 fn a_fault_spreading_and_shrinking_folds_and_unfolds() {
     let mut e = engine();
-    let fleet = |bad: &[usize]| -> Vec<HostReport> {
-        (0..8)
-            .map(|i| {
-                let s = if bad.contains(&i) {
-                    Status::Crit
-                } else {
-                    Status::Ok
-                };
-                report(&format!("hv-{i}"), "az1", "b1", vec![conntrack(s)])
-            })
-            .collect()
-    };
+    let fleet = |bad: &[usize]| conntrack_fleet(8, bad);
     cycles(&mut e, 0, 2, &fleet(&[]));
     let ev = cycles(&mut e, 20, 4, &fleet(&[1, 2]));
     assert_eq!(
