@@ -31,6 +31,8 @@ registry::registry! {
     Wireguard = "wireguard" => wireguard::Wireguard;
     /// I/O pressure and saturated disks.
     Io = "io" => io::Io;
+    /// The systemd units the host needs.
+    Services = "services" => services::Services;
 }
 
 use std::future::Future;

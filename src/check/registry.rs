@@ -207,7 +207,11 @@ mod tests {
             assert_eq!(k.as_str().parse::<CheckKind>(), Ok(*k));
             assert_eq!(CheckKind::from_pb(k.to_pb() as i32), Some(*k));
             assert_eq!(CheckConfig::default_for(*k).kind(), *k);
-            assert!(CheckConfig::default_for(*k).enabled());
+            // On by default, but for a check that needs to be told what to watch (`services`: units).
+            assert_eq!(
+                CheckConfig::default_for(*k).enabled(),
+                *k != CheckKind::Services
+            );
             assert_eq!(CheckConfig::default_for(*k).build().kind(), *k);
         }
         assert!("bogus".parse::<CheckKind>().is_err());

@@ -1,0 +1,193 @@
+//! A small hand-written proxy for the part of systemd's D-Bus API the check reads
+//! (`org.freedesktop.systemd1`, see `org.freedesktop.systemd1(5)`): `Manager.ListUnitsByNames` and
+//! `org.freedesktop.DBus.Properties.Get` of a few properties. Plain method calls on one zbus connection,
+//! polled; no signal subscription, no generated proxy.
+
+use std::time::Duration;
+
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use crate::check::{Failure, UnknownReason};
+
+const DEST: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+/// `org.freedesktop.systemd1.Unit`.
+pub const UNIT: &str = "org.freedesktop.systemd1.Unit";
+/// `org.freedesktop.systemd1.Service`.
+pub const SERVICE: &str = "org.freedesktop.systemd1.Service";
+
+/// One row of `ListUnitsByNames` (`a(ssssssouso)`): name, description, load state, active state, sub state,
+/// followed unit, object path, job id, job type, job path.
+type UnitRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// A unit as `ListUnitsByNames` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedUnit {
+    /// Unit name.
+    pub name: String,
+    /// `LoadState`.
+    pub load_state: String,
+    /// `ActiveState`.
+    pub active_state: String,
+    /// `SubState`.
+    pub sub_state: String,
+    /// Its object path, for property reads.
+    pub path: String,
+}
+
+/// A connection to the bus systemd is on.
+pub struct Systemd {
+    conn: zbus::Connection,
+}
+
+/// Where the bus is, for messages.
+pub fn describe_bus(bus: &str) -> String {
+    match bus {
+        "system" => "the system bus".into(),
+        "session" => "the session bus".into(),
+        a => format!("the bus at {a}"),
+    }
+}
+
+impl Systemd {
+    /// Connects to `bus` (`system`, `session` or an address); every method call times out after `timeout`.
+    pub async fn connect(bus: &str, timeout: Duration) -> Result<Systemd, Failure> {
+        let builder = match bus {
+            "system" => zbus::connection::Builder::system(),
+            "session" => zbus::connection::Builder::session(),
+            addr => zbus::connection::Builder::address(addr),
+        };
+        let conn = builder
+            .map(|b| b.method_timeout(timeout))
+            .map_err(|e| failure(&format!("cannot use {}", describe_bus(bus)), &e))?;
+        let conn = tokio::time::timeout(timeout, conn.build())
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    UnknownReason::TimedOut,
+                    format!(
+                        "no answer from {} within {}",
+                        describe_bus(bus),
+                        crate::util::fmt_duration(timeout)
+                    ),
+                )
+            })?
+            .map_err(|e| failure(&format!("cannot connect to {}", describe_bus(bus)), &e))?;
+        Ok(Systemd { conn })
+    }
+
+    /// `Manager.ListUnitsByNames`: one row per name, loaded or not (`not-found`), in the order asked.
+    pub async fn list_units_by_names(&self, names: &[String]) -> Result<Vec<ListedUnit>, Failure> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(DEST),
+                MANAGER_PATH,
+                Some(MANAGER),
+                "ListUnitsByNames",
+                &(names,),
+            )
+            .await
+            .map_err(|e| failure("systemd ListUnitsByNames", &e))?;
+        let rows: Vec<UnitRow> = reply
+            .body()
+            .deserialize()
+            .map_err(|e| malformed("systemd ListUnitsByNames", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ListedUnit {
+                name: r.0,
+                load_state: r.2,
+                active_state: r.3,
+                sub_state: r.4,
+                path: r.6.as_str().to_owned(),
+            })
+            .collect())
+    }
+
+    /// `Properties.Get` of one property of the manager (`Manager`) or of a unit.
+    async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedValue, Failure> {
+        let what = format!("systemd {iface}.{prop}");
+        let reply = self
+            .conn
+            .call_method(Some(DEST), path, Some(PROPERTIES), "Get", &(iface, prop))
+            .await
+            .map_err(|e| failure(&what, &e))?;
+        reply
+            .body()
+            .deserialize::<OwnedValue>()
+            .map_err(|e| malformed(&what, &e))
+    }
+
+    /// A `t` (u64) property.
+    pub async fn get_u64(&self, path: &str, iface: &str, prop: &str) -> Result<u64, Failure> {
+        let v = self.get(path, iface, prop).await?;
+        u64::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
+    }
+
+    /// A `u` (u32) property.
+    pub async fn get_u32(&self, path: &str, iface: &str, prop: &str) -> Result<u32, Failure> {
+        let v = self.get(path, iface, prop).await?;
+        u32::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
+    }
+
+    /// An `s` property.
+    pub async fn get_string(&self, path: &str, iface: &str, prop: &str) -> Result<String, Failure> {
+        let v = self.get(path, iface, prop).await?;
+        String::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
+    }
+
+    /// An `ay` property (`InvocationID`: 16 bytes, empty when the unit has not run).
+    pub async fn get_bytes(&self, path: &str, iface: &str, prop: &str) -> Result<Vec<u8>, Failure> {
+        let v = self.get(path, iface, prop).await?;
+        Vec::<u8>::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
+    }
+
+    /// A `t` property of the manager (`FinishTimestampMonotonic`, ...).
+    pub async fn manager_u64(&self, prop: &str) -> Result<u64, Failure> {
+        self.get_u64(MANAGER_PATH, MANAGER, prop).await
+    }
+}
+
+/// A reply that did not have the expected type.
+fn malformed(what: &str, e: &dyn std::fmt::Display) -> Failure {
+    Failure::new(
+        UnknownReason::Malformed,
+        format!("{what}: unexpected reply: {e}"),
+    )
+}
+
+/// A D-Bus error as a failure of the right kind: a timeout, a refused permission, no systemd on the bus.
+fn failure(what: &str, e: &zbus::Error) -> Failure {
+    let reason = match e {
+        zbus::Error::InputOutput(io) => match io.kind() {
+            std::io::ErrorKind::TimedOut => UnknownReason::TimedOut,
+            std::io::ErrorKind::PermissionDenied => UnknownReason::NoPermission,
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                UnknownReason::Unsupported
+            }
+            _ => UnknownReason::Error,
+        },
+        zbus::Error::MethodError(name, _, _) if name.as_str().ends_with(".AccessDenied") => {
+            UnknownReason::NoPermission
+        }
+        zbus::Error::MethodError(name, _, _) if name.as_str().ends_with(".ServiceUnknown") => {
+            UnknownReason::Unsupported
+        }
+        _ => UnknownReason::Error,
+    };
+    Failure::new(reason, format!("{what}: {e}"))
+}
