@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 # node_exporter as an oracle, systemd-analyze for the unit files, promtool for /metrics, curl for the HTTPS
 # API, Chromium for the status page, Alertmanager for alerts, lintian for the Debian package, nftables and
 # conntrack-tools for the WireGuard conntrack evidence, capsh to drop one capability.
-packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium prometheus-alertmanager lintian nftables conntrack libcap2-bin strace)
-commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium prometheus-alertmanager lintian nft conntrack capsh strace)
+packages=(iproute2 iputils-ping procps prometheus-node-exporter unbound dnsmasq-base wireguard-go wireguard-tools util-linux systemd prometheus curl chromium prometheus-alertmanager lintian nftables conntrack libcap2-bin strace dbus-daemon)
+commands=(ip ping ps prometheus-node-exporter unbound dnsmasq wireguard-go wg setpriv systemd-analyze promtool curl chromium prometheus-alertmanager lintian nft conntrack capsh strace dbus-daemon)
 missing=()
 for i in "${!commands[@]}"; do
   command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")

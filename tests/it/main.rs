@@ -22,6 +22,7 @@ mod prometheus_rules;
 mod proto_compat;
 mod rates_across_cycles;
 mod scenarios;
+mod services_systemd;
 mod status_page;
 mod tls;
 mod wireguard_conntrack;

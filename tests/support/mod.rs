@@ -4,6 +4,8 @@
 // Each test crate uses a different subset of these helpers; a helper that panics is a failed test.
 #![allow(dead_code, missing_docs, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod systemd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
