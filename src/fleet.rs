@@ -145,7 +145,14 @@ pub struct Recovery {
     pub dns_not_ok: usize,
     /// Of those, WireGuard not yet OK.
     pub wireguard_not_ok: usize,
+    /// Units that were active under a host's previous boot and are not since it rebooted, as
+    /// `unbound.service on hv-3` (the `services` check; at most [`MAX_UNITS_NOT_BACK`]).
+    #[serde(default)]
+    pub units_not_back: Vec<String>,
 }
+
+/// Most units listed in [`Recovery::units_not_back`].
+pub const MAX_UNITS_NOT_BACK: usize = 50;
 
 /// A verdict as shown by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -163,7 +163,7 @@ fn recoveries(o: &mut String, z: &ZonesView, now: SystemTime) {
     if tracked.is_empty() {
         return;
     }
-    o.push_str("<h2>Recovery after a mass reboot</h2><table id=\"recovery\"><tr><th>AZ</th><th>rebooted</th><th>back</th><th>RAID rebuilding</th><th>DNS not OK</th><th>WireGuard not OK</th><th>since</th></tr>");
+    o.push_str("<h2>Recovery after a mass reboot</h2><table id=\"recovery\"><tr><th>AZ</th><th>rebooted</th><th>back</th><th>RAID rebuilding</th><th>DNS not OK</th><th>WireGuard not OK</th><th>units not back</th><th>since</th></tr>");
     for (az, r) in tracked {
         let eta = r
             .raid_eta_secs
@@ -171,7 +171,7 @@ fn recoveries(o: &mut String, z: &ZonesView, now: SystemTime) {
             .unwrap_or_default();
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{} ago</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ago</td></tr>",
             esc(az),
             r.rebooted,
             r.back,
@@ -180,6 +180,7 @@ fn recoveries(o: &mut String, z: &ZonesView, now: SystemTime) {
             esc(&eta),
             r.dns_not_ok,
             r.wireguard_not_ok,
+            esc(&r.units_not_back.join(", ")),
             age(now, r.since)
         );
     }

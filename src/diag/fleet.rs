@@ -112,6 +112,13 @@ pub fn status_table(z: &ZonesView, now: SystemTime) -> String {
                 r.dns_not_ok,
                 r.wireguard_not_ok
             );
+            if !r.units_not_back.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "          not back since the reboot: {}",
+                    r.units_not_back.join(", ")
+                );
+            }
         }
     }
     if !z.region_verdicts.is_empty() {
@@ -221,6 +228,7 @@ mod tests {
                     raid_eta_secs: Some(2220),
                     dns_not_ok: 3,
                     wireguard_not_ok: 0,
+                    units_not_back: vec!["unbound.service on hv-2".into()],
                 }),
             }],
             region_verdicts: vec![],

@@ -137,6 +137,7 @@ pub fn zones_to_pb(z: &ZonesView) -> pb::ZonesReply {
                     raid_eta_secs: r.raid_eta_secs,
                     dns_not_ok: count(r.dns_not_ok),
                     wireguard_not_ok: count(r.wireguard_not_ok),
+                    units_not_back: r.units_not_back.clone(),
                 }),
             })
             .collect(),
@@ -168,6 +169,12 @@ pub fn zones_from_pb(z: &pb::ZonesReply) -> ZonesView {
                     raid_eta_secs: r.raid_eta_secs,
                     dns_not_ok: r.dns_not_ok as usize,
                     wireguard_not_ok: r.wireguard_not_ok as usize,
+                    units_not_back: r
+                        .units_not_back
+                        .iter()
+                        .take(crate::fleet::MAX_UNITS_NOT_BACK)
+                        .cloned()
+                        .collect(),
                 }),
             })
             .collect(),

@@ -209,6 +209,7 @@ fn zones_and_events_round_trip() {
                 raid_eta_secs: Some(600),
                 dns_not_ok: 0,
                 wireguard_not_ok: 1,
+                units_not_back: vec!["unbound.service on hv-1".into()],
             }),
         }],
         region_verdicts: vec![VerdictView {

@@ -76,7 +76,11 @@ impl Engine {
         let n = affected.len();
         let status = Status::worst_of(affected.iter().map(|a| a.status)).unwrap_or(Status::Unknown);
         let flapping = affected.iter().all(|a| a.flapping);
-        let why = self.az_reason(kind, affected);
+        let why = if kind == CheckKind::Services {
+            self.units_down_reason(affected, m)
+        } else {
+            self.az_reason(kind, affected)
+        };
         Finding {
             key: format!("az/{az}/{kind}"),
             scope: Scope::Az,
@@ -208,6 +212,43 @@ impl Engine {
             " — local resolvers down on most hosts".into()
         } else {
             String::new()
+        }
+    }
+
+    /// The units down across an AZ's affected hosts (of `m` reporting), most common first:
+    /// ` — unbound.service down on 8/8 hosts`, or several (` — unbound.service down on 5/8 hosts,
+    /// libvirtd.service on 3/8`).
+    fn units_down_reason(&self, affected: &[&Active], m: usize) -> String {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in affected {
+            if let Some(t) = self.hosts.get(&a.host) {
+                for u in &t.snap.units_down {
+                    *count.entry(u.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let mut units: Vec<(&str, usize)> = count.into_iter().collect();
+        units.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let parts: Vec<String> = units
+            .iter()
+            .take(3)
+            .enumerate()
+            .map(|(i, (u, c))| {
+                if i == 0 {
+                    format!("{u} down on {c}/{m} hosts")
+                } else {
+                    format!("{u} on {c}/{m}")
+                }
+            })
+            .collect();
+        match parts.len() {
+            0 => String::new(),
+            _ if units.len() > 3 => format!(
+                " — {}, and {} more units",
+                parts.join(", "),
+                units.len() - 3
+            ),
+            _ => format!(" — {}", parts.join(", ")),
         }
     }
 

@@ -8,7 +8,7 @@
 //!   often, or came back within the flap window of closing): then it also needs `flap-window-secs` without a
 //!   non-OK report. One flapping verdict, never a string of open/close events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::CorrelationConfig;
@@ -127,6 +127,10 @@ pub(super) struct Snapshot {
     pub(super) wg_down: bool,
     pub(super) wg_peers: Vec<PeerSeen>,
     pub(super) md_syncing: Vec<Syncing>,
+    /// Units the services check saw up (`active`, `reloading`).
+    pub(super) units_up: BTreeSet<String>,
+    /// Units the services check judged not OK.
+    pub(super) units_down: BTreeSet<String>,
 }
 
 /// One DNS result: which resolver, how it ended.
@@ -170,6 +174,10 @@ impl Snapshot {
                                 s.wg_peers = p.wg_peers.clone();
                             }
                             CheckKind::MdRaid => s.md_syncing = p.md_syncing.clone(),
+                            CheckKind::Services => {
+                                s.units_up = p.units_up.clone();
+                                s.units_down = p.units_down.clone();
+                            }
                             _ => {}
                         }
                     }
@@ -193,6 +201,16 @@ impl Snapshot {
                             state: p.state,
                             stale_conntrack: p.suspect_flow().is_some(),
                         }));
+                    }
+                }
+                Details::Services(d) => {
+                    for u in &d.units {
+                        if u.is_up() {
+                            s.units_up.insert(u.name.clone());
+                        }
+                        if u.status != Status::Ok {
+                            s.units_down.insert(u.name.clone());
+                        }
                     }
                 }
                 Details::MdRaid(m) => {
@@ -233,6 +251,8 @@ pub(super) struct HostTrack {
     pub(super) stale_since: Option<SystemTime>,
     pub(super) conds: BTreeMap<CheckKind, Cond>,
     pub(super) snap: Snapshot,
+    /// The units that were up in the last report of the host's previous boot (set when it reboots).
+    pub(super) units_before_boot: BTreeSet<String>,
 }
 
 impl HostTrack {
@@ -253,6 +273,7 @@ impl HostTrack {
             stale_since: None,
             conds: BTreeMap::new(),
             snap: Snapshot::default(),
+            units_before_boot: BTreeSet::new(),
         }
     }
 

@@ -297,6 +297,9 @@ impl Engine {
         t.conds.retain(|k, _| snap.statuses.contains_key(k));
         changed |= t.conds.len() != before;
         let mesh_relevant = snap.wg_peers != t.snap.wg_peers || snap.wg_keys != t.snap.wg_keys;
+        if rebooted {
+            t.units_before_boot = std::mem::take(&mut t.snap.units_up);
+        }
         t.snap = snap;
         self.dirty |= changed || new_host || (mesh_relevant && !self.verdicts.is_empty());
         if rebooted {

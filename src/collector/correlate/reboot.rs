@@ -1,6 +1,7 @@
 //! Mass reboots: when at least `reboot-threshold-percent` of an AZ's hosts (and `az-min-hosts`) come back
 //! with a new boot id within `reboot-window-secs`, one `rebooted` event for the AZ, then recovery tracking
-//! (hosts back, RAID rebuilding with the latest ETA, DNS and WireGuard not yet OK) until one `recovered` event
+//! (hosts back, RAID rebuilding with the latest ETA, DNS and WireGuard not yet OK, units active before the
+//! reboot and not since, by name) until one `recovered` event
 //! when the AZ is healthy again — or after `recovery-max-secs`, saying what was still missing.
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::{Engine, Event, EventKind, Recovery, Scope};
 use crate::check::CheckKind;
+use crate::fleet::MAX_UNITS_NOT_BACK;
 use crate::util::fmt_duration;
 
 /// A host seen with a new boot id.
@@ -111,10 +113,23 @@ impl Engine {
             raid_eta_secs: None,
             dns_not_ok: 0,
             wireguard_not_ok: 0,
+            units_not_back: Vec::new(),
         };
-        for t in ep.hosts.iter().filter_map(|h| self.hosts.get(h)) {
+        for (host, t) in ep
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h, self.hosts.get(h)?)))
+        {
             if t.stale {
                 continue;
+            }
+            // Only once the host reports the services check again: until then it is not known.
+            if t.snap.statuses.contains_key(&CheckKind::Services) {
+                for u in t.units_before_boot.difference(&t.snap.units_up) {
+                    if r.units_not_back.len() < MAX_UNITS_NOT_BACK {
+                        r.units_not_back.push(format!("{u} on {host}"));
+                    }
+                }
             }
             r.back += 1;
             if !t.snap.md_syncing.is_empty() {
@@ -148,6 +163,7 @@ impl Engine {
                 && r.raid_rebuilding == 0
                 && r.dns_not_ok == 0
                 && r.wireguard_not_ok == 0
+                && r.units_not_back.is_empty()
                 && !open;
             let expired = age > Duration::from_secs(self.cfg.recovery_max_secs);
             if !(done || expired) {
@@ -155,13 +171,18 @@ impl Engine {
             }
             let summary = if done {
                 format!(
-                    "{az} recovered: all {} rebooted hosts back, RAID in sync, DNS and WireGuard OK (took {})",
+                    "{az} recovered: all {} rebooted hosts back, RAID in sync, DNS and WireGuard OK, units back (took {})",
                     r.rebooted,
                     fmt_duration(age)
                 )
             } else {
+                let units = if r.units_not_back.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not back: {}", r.units_not_back.join(", "))
+                };
                 format!(
-                    "{az} recovery tracking ended after {}: {}/{} back, {} rebuilding RAID, {} DNS and {} WireGuard not OK",
+                    "{az} recovery tracking ended after {}: {}/{} back, {} rebuilding RAID, {} DNS and {} WireGuard not OK{units}",
                     fmt_duration(age),
                     r.back,
                     r.rebooted,

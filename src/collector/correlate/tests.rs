@@ -7,6 +7,7 @@ use crate::check::Details;
 use crate::check::dns::{DnsDetails, DnsOutcome, DnsResult};
 use crate::check::md_raid::{MdRaidConfig, Observation, evaluate, mdstat::parse_mdstat, merge};
 use crate::check::runner::CheckReport;
+use crate::check::services::{ServicesDetails, UnitState};
 use crate::check::wireguard::PeerState;
 use crate::check::wireguard::{InterfaceInfo, PeerInfo, Source, WireguardDetails};
 use crate::check::{Outcome, UnknownReason};
@@ -1259,4 +1260,164 @@ fn a_fresh_collector_closes_verdicts_at_once() {
         ev.iter().any(|x| x.kind == EventKind::VerdictClosed),
         "{ev:#?}"
     );
+}
+
+/// The services check of a host: `units` as (name, active state); CRIT when one is not active.
+fn services(units: &[(&str, &str)]) -> CheckReport {
+    let units: Vec<UnitState> = units
+        .iter()
+        .map(|(name, state)| UnitState {
+            name: (*name).into(),
+            load_state: "loaded".into(),
+            active_state: (*state).into(),
+            sub_state: String::new(),
+            result: String::new(),
+            since_unix_ms: None,
+            n_restarts: Some(0),
+            restarts_in_window: 0,
+            unit_file_state: None,
+            never_started: false,
+            status: if *state == "active" {
+                Status::Ok
+            } else {
+                Status::Crit
+            },
+        })
+        .collect();
+    let down: Vec<String> = units
+        .iter()
+        .filter(|u| u.status != Status::Ok)
+        .map(|u| format!("{} {}", u.name, u.active_state))
+        .collect();
+    let status = if down.is_empty() {
+        Status::Ok
+    } else {
+        Status::Crit
+    };
+    check(
+        CheckKind::Services,
+        status,
+        &down.join("; "),
+        Details::Services(ServicesDetails {
+            boot_settled: true,
+            units,
+        }),
+    )
+}
+
+/// The power cut: six hosts reboot, unbound does not come back on five. One AZ verdict names the unit, the
+/// recovery tracking names it per host, and neither ends before unbound is back everywhere.
+#[test]
+fn a_unit_that_did_not_come_back_after_an_az_reboot_is_one_verdict_and_holds_recovery() {
+    let mut e = engine();
+    let up = [
+        ("unbound.service", "active"),
+        ("libvirtd.service", "active"),
+    ];
+    let fleet = |boot: &str, unbound_down: &[usize]| -> Vec<HostReport> {
+        (0..6)
+            .map(|i| {
+                let units = if unbound_down.contains(&i) {
+                    services(&[
+                        ("unbound.service", "failed"),
+                        ("libvirtd.service", "active"),
+                    ])
+                } else {
+                    services(&up)
+                };
+                report(&format!("hv-{i}"), "az1", boot, vec![units, dns_ok()])
+            })
+            .collect()
+    };
+    cycles(&mut e, 0, 3, &fleet("boot-1", &[]));
+    let down = [0, 1, 2, 3, 4];
+    let mut ev = cycles(&mut e, 300, 6, &fleet("boot-2", &down));
+    assert_eq!(
+        ev.iter().filter(|x| x.kind == EventKind::Rebooted).count(),
+        1,
+        "{ev:#?}"
+    );
+    let opened_now: Vec<&Event> = opened(&ev);
+    assert_eq!(opened_now.len(), 1, "one verdict for the AZ: {ev:#?}");
+    assert_eq!(opened_now[0].scope, Scope::Az);
+    assert!(
+        opened_now[0].summary.contains(
+            "services CRIT on 5/6 hosts of az1 (AZ-wide) — unbound.service down on 5/6 hosts"
+        ),
+        "{}",
+        opened_now[0].summary
+    );
+    let r = e.zones(None).zones[0]
+        .reboot
+        .clone()
+        .expect("recovery tracked");
+    assert_eq!(
+        r.units_not_back,
+        (0..5)
+            .map(|i| format!("unbound.service on hv-{i}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.dns_not_ok, 0);
+
+    // unbound comes back on three hosts: the verdict stays (one verdict, now on 2 hosts), recovery names
+    // the two left, and nothing says "recovered".
+    ev = cycles(&mut e, 400, 4, &fleet("boot-2", &[3, 4]));
+    assert!(ev.iter().all(|x| x.kind != EventKind::Recovered), "{ev:#?}");
+    let r = e.zones(None).zones[0]
+        .reboot
+        .clone()
+        .expect("recovery tracked");
+    assert_eq!(
+        r.units_not_back,
+        ["unbound.service on hv-3", "unbound.service on hv-4"]
+    );
+    // Back everywhere: the verdict closes (once its flap window since opening has passed) and the AZ recovers.
+    ev = cycles(&mut e, 500, 40, &fleet("boot-2", &[]));
+    assert_eq!(
+        ev.iter()
+            .filter(|x| x.kind == EventKind::VerdictClosed)
+            .count(),
+        1,
+        "{ev:#?}"
+    );
+    let rec: Vec<&Event> = ev
+        .iter()
+        .filter(|x| x.kind == EventKind::Recovered)
+        .collect();
+    assert_eq!(rec.len(), 1, "{ev:#?}");
+    assert!(rec[0].summary.contains("units back"), "{}", rec[0].summary);
+    assert!(e.zones(None).zones[0].reboot.is_none());
+    assert_eq!(e.verdicts().count(), 0);
+}
+
+/// A host back after the reboot whose services check cannot see systemd yet (UNKNOWN) has not shown its
+/// units are back; one that stopped reporting the check is not counted at all.
+#[test]
+fn units_are_back_only_when_seen_active_again() {
+    let mut e = engine();
+    let up = services(&[("unbound.service", "active")]);
+    let before: Vec<HostReport> = (0..3)
+        .map(|i| report(&format!("hv-{i}"), "az1", "b1", vec![up.clone()]))
+        .collect();
+    cycles(&mut e, 0, 2, &before);
+    let unknown = check(
+        CheckKind::Services,
+        Status::Unknown,
+        "cannot connect to the system bus",
+        Details::None,
+    );
+    let after = vec![
+        report("hv-0", "az1", "b2", vec![unknown]),
+        report("hv-1", "az1", "b2", vec![up.clone()]),
+        report("hv-2", "az1", "b2", vec![dns_ok()]),
+    ];
+    // The first cycle after the reboot, before any verdict could open: recovery waits for the unit.
+    let ev = cycles(&mut e, 300, 1, &after);
+    assert!(opened(&ev).is_empty(), "{ev:#?}");
+    assert!(ev.iter().all(|x| x.kind != EventKind::Recovered), "{ev:#?}");
+    let r = e.zones(None).zones[0]
+        .reboot
+        .clone()
+        .expect("recovery tracked");
+    assert_eq!(r.units_not_back, ["unbound.service on hv-0"]);
 }
