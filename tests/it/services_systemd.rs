@@ -255,3 +255,141 @@ async fn no_bus_no_systemd_or_systemd_gone_is_unknown_never_ok() {
         assert_eq!(o.status, Status::Unknown, "{o:?}");
     }
 }
+
+/// Three real agents of one AZ watching a real systemd (one lab bus stands for their three hosts), a real
+/// collector. The AZ reboots and the resolver fails to come back on all three hosts -> one AZ verdict naming
+/// it, and the recovery tracking names it on each host; it is fixed and starts -> the verdict closes and
+/// the AZ recovers. Each state is seen to come and go.
+#[test]
+fn a_unit_down_across_an_az_is_one_verdict_named_in_recovery_until_it_is_back() {
+    use crate::support::{Agent, Collector, FixtureHost};
+
+    let lab = lab();
+    lab.write_unit("resolver.service", GOOD);
+    lab.reload();
+    lab.start_unit("resolver.service");
+    lab.start_unit("good.service");
+    let c = Collector::start("\n[correlation]\nflap-window-secs = 5\n");
+    let ids = ["az1-hv1", "az1-hv2", "az1-hv3"];
+    let boot = |h: &FixtureHost, n: u32| {
+        h.write(
+            "proc/sys/kernel/random/boot_id",
+            &format!("0000000{n}-0000-4000-8000-000000000001\n"),
+        );
+    };
+    let hosts: Vec<FixtureHost> = ids
+        .iter()
+        .map(|_| {
+            let h = FixtureHost::kernel_6_18();
+            boot(&h, 1);
+            h
+        })
+        .collect();
+    let services = format!(
+        "\n[[check]]\nkind = \"services\"\nbus = \"{}\"\nunits = [\"resolver\", \"good\"]\n",
+        lab.address
+    );
+    let start =
+        |i: usize| Agent::start_cfg(&hosts[i], ids[i], "az1", &[&c.grpc], 1, &[], &services);
+    let mut agents: Vec<Agent> = (0..3).map(start).collect();
+    let az1 = |c: &Collector| {
+        c.get("/api/v1/zones")["zones"]
+            .as_array()
+            .and_then(|z| z.iter().find(|z| z["az"] == "az1").cloned())
+    };
+    let services_verdicts = |z: &serde_json::Value| -> Vec<serde_json::Value> {
+        z["verdicts"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|v| v["check"] == "services")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(30), || {
+        let z = az1(&c)?;
+        (z["reporting"] == 3 && z["status"] == "ok").then_some(())
+    })
+    .unwrap_or_else(|| panic!("az1 not healthy: {:?}\n{}", az1(&c), c.log()));
+
+    // Power cut: the AZ reboots (new boot ids) and the resolver fails to start this boot on every host.
+    for a in &mut agents {
+        a.terminate();
+    }
+    lab.write_unit("resolver.service", BAD);
+    lab.reload();
+    lab.stop_unit("resolver.service");
+    lab.start_unit("resolver.service");
+    for h in &hosts {
+        boot(h, 2);
+    }
+    let _agents: Vec<Agent> = (0..3).map(start).collect();
+
+    // One AZ verdict that names the unit, and the recovery tracking names it on each host.
+    let v = wait_for(Duration::from_secs(30), || {
+        let v = services_verdicts(&az1(&c)?);
+        (v.len() == 1).then(|| v[0].clone())
+    })
+    .unwrap_or_else(|| panic!("no services verdict: {:?}\n{}", az1(&c), c.log()));
+    assert_eq!(v["scope"], "az", "{v}");
+    assert_eq!(v["hosts"].as_array().map(Vec::len), Some(3), "{v}");
+    let summary = v["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "services CRIT on 3/3 hosts of az1 (AZ-wide) — resolver.service down on 3/3 hosts"
+        ),
+        "{summary}"
+    );
+    assert!(summary.contains("result exit-code"), "{summary}");
+    let r = wait_for(Duration::from_secs(30), || {
+        let r = az1(&c)?["reboot"].clone();
+        (r["units_not_back"].as_array().map(Vec::len) == Some(3)).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("no recovery naming the unit: {:?}\n{}", az1(&c), c.log()));
+    let named: Vec<&str> = r["units_not_back"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        ids.iter()
+            .map(|h| format!("resolver.service on {h}"))
+            .collect::<Vec<_>>(),
+        "{r}"
+    );
+    let (_, page) = crate::support::http_get(&c.http, "/").expect("status page");
+    assert!(
+        page.contains("resolver.service on az1-hv1"),
+        "not on the page: {page}"
+    );
+
+    // The resolver is fixed and starts: the verdict closes, the AZ recovers, nothing is left open.
+    lab.write_unit("resolver.service", GOOD);
+    lab.reload();
+    lab.start_unit("resolver.service");
+    let events = wait_for(Duration::from_secs(40), || {
+        let z = az1(&c)?;
+        if !services_verdicts(&z).is_empty() || !z["reboot"].is_null() {
+            return None;
+        }
+        c.get("/api/v1/events?az=az1")["events"].as_array().cloned()
+    })
+    .unwrap_or_else(|| panic!("did not recover: {:?}\n{}", az1(&c), c.log()));
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["check"] == "services" || e["kind"] == "rebooted" || e["kind"] == "recovered")
+        .map(|e| (e["kind"].as_str().unwrap(), e["scope"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| k.0 == "verdict-opened").count(),
+        1,
+        "one verdict for the whole episode: {events:#?}"
+    );
+    assert!(kinds.contains(&("verdict-closed", "az")), "{kinds:?}");
+    assert!(kinds.contains(&("rebooted", "az")), "{kinds:?}");
+    assert!(kinds.contains(&("recovered", "az")), "{kinds:?}");
+}
