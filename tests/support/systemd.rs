@@ -117,6 +117,11 @@ impl SystemdLab {
         ]
     }
 
+    /// The pid of `systemd --user` (for its CPU time).
+    pub fn systemd_pid(&self) -> Option<u32> {
+        self.systemd.as_ref().map(Child::id)
+    }
+
     /// The lab's directory (for the check's config and the like).
     pub fn dir(&self) -> &Path {
         self.dir.path()

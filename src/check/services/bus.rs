@@ -1,7 +1,8 @@
 //! A small hand-written proxy for the part of systemd's D-Bus API the check reads
 //! (`org.freedesktop.systemd1`, see `org.freedesktop.systemd1(5)`): `Manager.ListUnitsByNames` and
 //! `org.freedesktop.DBus.Properties.Get` of a few properties. Plain method calls on one zbus connection,
-//! polled; no signal subscription, no generated proxy.
+//! polled; no signal subscription, no generated proxy. The property reads of a cycle go out as one batch
+//! (`get_many`): sent together, replies matched by serial.
 
 use std::time::Duration;
 
@@ -46,6 +47,17 @@ pub struct ListedUnit {
     pub sub_state: String,
     /// Its object path, for property reads.
     pub path: String,
+}
+
+/// One property to read: object path, interface, name.
+#[derive(Debug, Clone, Copy)]
+pub struct Prop<'a> {
+    /// Object path of the unit (or the manager).
+    pub path: &'a str,
+    /// Interface, [`UNIT`] or [`SERVICE`].
+    pub iface: &'a str,
+    /// Property name.
+    pub name: &'a str,
 }
 
 /// A connection to the bus systemd is on.
@@ -118,6 +130,67 @@ impl Systemd {
             .collect())
     }
 
+    /// `Properties.Get` of many properties in one batch: every call is sent, then the replies are read as
+    /// they come (matched by serial), so a cycle costs one round trip instead of one per property. The
+    /// values come back in the order asked; the first error reply fails the batch.
+    pub async fn get_many(&self, props: &[Prop<'_>]) -> Result<Vec<OwnedValue>, Failure> {
+        use tokio_stream::StreamExt;
+        if props.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Subscribed before the first send, so no reply can pass unseen.
+        let mut stream = zbus::MessageStream::from(&self.conn);
+        let mut serials = Vec::with_capacity(props.len());
+        for p in props {
+            let msg = zbus::Message::method_call(p.path, "Get")
+                .and_then(|b| b.destination(DEST))
+                .and_then(|b| b.interface(PROPERTIES))
+                .and_then(|b| b.build(&(p.iface, p.name)))
+                .map_err(|e| failure("systemd Properties.Get", &e))?;
+            serials.push(msg.primary_header().serial_num());
+            self.conn
+                .send(&msg)
+                .await
+                .map_err(|e| failure("systemd Properties.Get", &e))?;
+        }
+        let mut values: Vec<Option<OwnedValue>> = vec![None; props.len()];
+        let mut left = props.len();
+        while left > 0 {
+            let Some(msg) = stream.next().await else {
+                return Err(Failure::new(
+                    UnknownReason::Error,
+                    "systemd Properties.Get: the bus connection closed",
+                ));
+            };
+            let msg = msg.map_err(|e| failure("systemd Properties.Get", &e))?;
+            let Some(i) = msg
+                .header()
+                .reply_serial()
+                .and_then(|r| serials.iter().position(|s| *s == r))
+            else {
+                continue;
+            };
+            let p = &props[i];
+            let what = format!("systemd {}.{} of {}", p.iface, p.name, p.path);
+            match msg.message_type() {
+                zbus::message::Type::MethodReturn => {
+                    let v = msg
+                        .body()
+                        .deserialize::<OwnedValue>()
+                        .map_err(|e| malformed(&what, &e))?;
+                    if values[i].replace(v).is_none() {
+                        left -= 1;
+                    }
+                }
+                zbus::message::Type::Error => {
+                    return Err(failure(&what, &zbus::Error::from(msg)));
+                }
+                _ => {}
+            }
+        }
+        Ok(values.into_iter().flatten().collect())
+    }
+
     /// `Properties.Get` of one property of the manager (`Manager`) or of a unit.
     async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedValue, Failure> {
         let what = format!("systemd {iface}.{prop}");
@@ -136,24 +209,6 @@ impl Systemd {
     pub async fn get_u64(&self, path: &str, iface: &str, prop: &str) -> Result<u64, Failure> {
         let v = self.get(path, iface, prop).await?;
         u64::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
-    }
-
-    /// A `u` (u32) property.
-    pub async fn get_u32(&self, path: &str, iface: &str, prop: &str) -> Result<u32, Failure> {
-        let v = self.get(path, iface, prop).await?;
-        u32::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
-    }
-
-    /// An `s` property.
-    pub async fn get_string(&self, path: &str, iface: &str, prop: &str) -> Result<String, Failure> {
-        let v = self.get(path, iface, prop).await?;
-        String::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
-    }
-
-    /// An `ay` property (`InvocationID`: 16 bytes, empty when the unit has not run).
-    pub async fn get_bytes(&self, path: &str, iface: &str, prop: &str) -> Result<Vec<u8>, Failure> {
-        let v = self.get(path, iface, prop).await?;
-        Vec::<u8>::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
     }
 
     /// A `t` property of the manager (`FinishTimestampMonotonic`, ...).

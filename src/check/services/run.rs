@@ -1,18 +1,19 @@
 //! The I/O: one D-Bus connection kept across cycles; per cycle one `ListUnitsByNames` and a few property
-//! reads per unit, sequential (systemd answers one caller at a time; a burst of parallel calls from every
-//! agent would only queue there while PID 1 is busiest, during boot).
+//! reads per unit.
 //!
 //! Per unit and cycle: `InvocationID` and, for a service, `NRestarts` (restart loops); when it is not
 //! active also `StateChangeTimestamp` and the service's `Result`; when inactive the activation timestamps,
 //! and for one that never started its `UnitFileState`, cached for `unit-file-state-cache-secs` because
-//! systemd reads the unit files from disk to answer it.
+//! systemd reads the unit files from disk to answer it. The property reads of a cycle go out as one batch:
+//! a cycle is two round trips to systemd (three when a unit file state is due), whatever the unit count.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
+use zbus::zvariant::OwnedValue;
 
-use super::bus::{SERVICE, Systemd, UNIT, describe_bus};
+use super::bus::{Prop, SERVICE, Systemd, UNIT, describe_bus};
 use super::{Observation, ServicesConfig, UnitState, evaluate};
 use crate::check::{
     BoxFuture, Check, CheckKind, Context, Failure, Outcome, Status, UnknownReason,
@@ -21,6 +22,28 @@ use crate::util::fmt_duration;
 
 /// Most restarts remembered per unit (more than any sane `warn-restarts`).
 const MAX_RESTARTS: usize = 256;
+
+/// The interface a property belongs to: the service's own (`NRestarts`, `Result`) or every unit's.
+fn iface_of(name: &str) -> &'static str {
+    match name {
+        "NRestarts" | "Result" => SERVICE,
+        _ => UNIT,
+    }
+}
+
+/// A property's value as the type systemd documents for it.
+fn value<T>(v: OwnedValue, what: impl FnOnce() -> String) -> Result<T, Failure>
+where
+    T: TryFrom<OwnedValue>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(v).map_err(|e| {
+        Failure::new(
+            UnknownReason::Malformed,
+            format!("{}: unexpected type: {e}", what()),
+        )
+    })
+}
 
 /// What is remembered of a unit between cycles.
 #[derive(Debug, Default)]
@@ -73,13 +96,46 @@ impl ServicesCheck {
         let now = Instant::now();
         let window = Duration::from_secs(self.cfg.restart_window_secs);
         let cache_for = Duration::from_secs(self.cfg.unit_file_state_cache_secs);
+
+        // Which properties each loaded unit needs this cycle, all read in one batch.
+        let mut props: Vec<Prop<'_>> = Vec::new();
+        let mut wants: Vec<Vec<&'static str>> = Vec::with_capacity(listed.len());
+        for l in &listed {
+            let mut w: Vec<&'static str> = Vec::new();
+            if l.load_state == "loaded" {
+                let service = l.name.ends_with(".service");
+                w.push("InvocationID");
+                if service {
+                    w.push("NRestarts");
+                }
+                if l.active_state != "active" {
+                    w.push("StateChangeTimestamp");
+                    if service {
+                        w.push("Result");
+                    }
+                }
+                if l.active_state == "inactive" {
+                    w.push("ActiveEnterTimestampMonotonic");
+                    w.push("InactiveExitTimestampMonotonic");
+                }
+            }
+            props.extend(w.iter().map(|name| Prop {
+                path: &l.path,
+                iface: iface_of(name),
+                name,
+            }));
+            wants.push(w);
+        }
+        let mut values = bus.get_many(&props).await?.into_iter();
+
         let mut units = Vec::with_capacity(listed.len());
-        for l in listed {
+        let mut need_file_state = Vec::new();
+        for (l, w) in listed.iter().zip(&wants) {
             let mut u = UnitState {
-                name: l.name,
-                load_state: l.load_state,
-                active_state: l.active_state,
-                sub_state: l.sub_state,
+                name: l.name.clone(),
+                load_state: l.load_state.clone(),
+                active_state: l.active_state.clone(),
+                sub_state: l.sub_state.clone(),
                 result: String::new(),
                 since_unix_ms: None,
                 n_restarts: None,
@@ -88,46 +144,32 @@ impl ServicesCheck {
                 never_started: false,
                 status: Status::Unknown,
             };
-            let h = self.history.entry(u.name.clone()).or_default();
-            if u.load_state != "loaded" {
-                units.push(u);
-                continue;
-            }
-            let service = u.name.ends_with(".service");
-            let invocation = bus.get_bytes(&l.path, UNIT, "InvocationID").await?;
-            if service {
-                u.n_restarts = Some(bus.get_u32(&l.path, SERVICE, "NRestarts").await?);
-            }
-            if u.active_state != "active" {
-                let us = bus.get_u64(&l.path, UNIT, "StateChangeTimestamp").await?;
-                u.since_unix_ms = (us > 0).then_some(us / 1000);
-                if service {
-                    u.result = bus.get_string(&l.path, SERVICE, "Result").await?;
+            let mut invocation = Vec::new();
+            let (mut entered, mut left) = (None, None);
+            for name in w {
+                let v = values.next().ok_or_else(|| {
+                    Failure::new(UnknownReason::Error, "systemd Properties.Get: a reply is missing")
+                })?;
+                let what = || format!("systemd {name} of {}", l.name);
+                match *name {
+                    "InvocationID" => invocation = value(v, what)?,
+                    "NRestarts" => u.n_restarts = Some(value(v, what)?),
+                    "StateChangeTimestamp" => {
+                        let us: u64 = value(v, what)?;
+                        u.since_unix_ms = (us > 0).then_some(us / 1000);
+                    }
+                    "Result" => u.result = value(v, what)?,
+                    "ActiveEnterTimestampMonotonic" => entered = Some(value::<u64>(v, what)?),
+                    _ => left = Some(value::<u64>(v, what)?),
                 }
             }
-            if u.active_state == "inactive" {
-                let entered = bus
-                    .get_u64(&l.path, UNIT, "ActiveEnterTimestampMonotonic")
-                    .await?;
-                let left = bus
-                    .get_u64(&l.path, UNIT, "InactiveExitTimestampMonotonic")
-                    .await?;
-                u.never_started = entered == 0 && left == 0;
-            }
+            u.never_started = entered == Some(0) && left == Some(0);
+            let h = self.history.entry(u.name.clone()).or_default();
             if u.never_started {
-                let fresh = h
-                    .file_state
-                    .as_ref()
-                    .filter(|(at, _)| now.duration_since(*at) < cache_for);
-                let state = match fresh {
-                    Some((_, s)) => s.clone(),
-                    None => {
-                        let s = bus.get_string(&l.path, UNIT, "UnitFileState").await?;
-                        h.file_state = Some((now, s.clone()));
-                        s
-                    }
-                };
-                u.unit_file_state = Some(state);
+                match h.file_state.as_ref().filter(|(at, _)| now.duration_since(*at) < cache_for) {
+                    Some((_, state)) => u.unit_file_state = Some(state.clone()),
+                    None => need_file_state.push(units.len()),
+                }
             }
             // A restart: systemd counted more automatic ones, or the unit runs under a new invocation.
             let counted = match (h.n_restarts, u.n_restarts) {
@@ -156,6 +198,28 @@ impl ServicesCheck {
             h.n_restarts = u.n_restarts.or(h.n_restarts);
             u.restarts_in_window = h.restarts.len() as u32;
             units.push(u);
+        }
+
+        // UnitFileState only for units that never started, and cached: systemd reads the unit files from
+        // disk to answer it.
+        if !need_file_state.is_empty() {
+            let props: Vec<Prop<'_>> = need_file_state
+                .iter()
+                .map(|i| Prop {
+                    path: &listed[*i].path,
+                    iface: UNIT,
+                    name: "UnitFileState",
+                })
+                .collect();
+            let states = bus.get_many(&props).await?;
+            for (i, v) in need_file_state.iter().zip(states) {
+                let u = &mut units[*i];
+                let state: String = value(v, || format!("systemd UnitFileState of {}", u.name))?;
+                if let Some(h) = self.history.get_mut(&u.name) {
+                    h.file_state = Some((now, state.clone()));
+                }
+                u.unit_file_state = Some(state);
+            }
         }
         let now_unix_ms = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
