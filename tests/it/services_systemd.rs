@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::systemd::SystemdLab;
 use crate::support::{check_of, json_of, wait_for};
 use hvprobe::check::services::{ServicesCheck, ServicesConfig};
-use hvprobe::check::{Check, Context, Details, Mode, Outcome, Status};
+use hvprobe::check::{Check, Context, Details, Mode, Outcome, Status, UnknownReason};
 use hvprobe::host::HostRoot;
 
 const GOOD: &str = "[Service]\nExecStart=/bin/sleep infinity\n";
@@ -205,7 +205,7 @@ async fn a_restart_loop_warns_across_cycles_and_clears_when_it_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_bus_no_systemd_or_systemd_gone_is_unknown_never_ok() {
+async fn no_bus_no_systemd_a_wedged_or_gone_systemd_is_unknown_never_ok() {
     let dir = tempfile::tempdir().unwrap();
     let unknown_naming = |o: &Outcome, what: &str| {
         assert_eq!(o.status, Status::Unknown, "{o:?}");
@@ -243,12 +243,39 @@ async fn no_bus_no_systemd_or_systemd_gone_is_unknown_never_ok() {
     let o = cycle(&mut check_on(&bare)).await;
     unknown_naming(&o, "org.freedesktop.systemd1");
 
-    // systemd goes away under a running check (its bus with it): UNKNOWN from the next cycle on.
+    // systemd stops answering (stopped with SIGSTOP, as a PID 1 wedged in a reload would): UNKNOWN
+    // timed-out within the deadline, and OK again on the next cycle once it answers.
     let mut lab = lab();
     lab.start_unit("good.service");
-    let mut check = agent_check(&lab, &["good"]);
+    let mut check = ServicesCheck::new(ServicesConfig {
+        units: vec!["good".into()],
+        bus: lab.address.clone(),
+        timeout_ms: 1500,
+        ..ServicesConfig::default()
+    });
     let o = cycle(&mut check).await;
     assert_eq!(o.status, Status::Ok, "{o:?}");
+    let pid = lab.systemd_pid().unwrap().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let o = cycle(&mut check).await;
+    let took = started.elapsed();
+    signal("-CONT");
+    assert_eq!(o.status, Status::Unknown, "{o:?}");
+    assert_eq!(o.reason, Some(UnknownReason::TimedOut), "{o:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}: {o:?}");
+    let o = cycle(&mut check).await;
+    assert_eq!(o.status, Status::Ok, "answers again: {o:?}");
+
+    // systemd goes away under a running check (its bus with it): UNKNOWN from the next cycle on.
     assert!(lab.stop_systemd(), "systemd --user did not exit");
     for _ in 0..2 {
         let o = cycle(&mut check).await;
