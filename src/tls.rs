@@ -132,7 +132,8 @@ pub fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider of every TLS configuration hvprobe builds (ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

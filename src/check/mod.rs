@@ -33,6 +33,8 @@ registry::registry! {
     Io = "io" => io::Io;
     /// The systemd units the host needs.
     Services = "services" => services::Services;
+    /// Reachability of the endpoints the host depends on.
+    Reach = "reach" => reach::Reach;
 }
 
 use std::future::Future;

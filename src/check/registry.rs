@@ -207,10 +207,10 @@ mod tests {
             assert_eq!(k.as_str().parse::<CheckKind>(), Ok(*k));
             assert_eq!(CheckKind::from_pb(k.to_pb() as i32), Some(*k));
             assert_eq!(CheckConfig::default_for(*k).kind(), *k);
-            // On by default, but for a check that needs to be told what to watch (`services`: units).
+            // On by default, but for the checks that need to be told what to watch (units, targets).
             assert_eq!(
                 CheckConfig::default_for(*k).enabled(),
-                *k != CheckKind::Services
+                !matches!(k, CheckKind::Services | CheckKind::Reach)
             );
             assert_eq!(CheckConfig::default_for(*k).build().kind(), *k);
         }

@@ -21,6 +21,7 @@ mod oracle_node_exporter;
 mod prometheus_rules;
 mod proto_compat;
 mod rates_across_cycles;
+mod reach_netns;
 mod scenarios;
 mod services_systemd;
 mod status_page;

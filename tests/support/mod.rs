@@ -407,6 +407,24 @@ impl Drop for Netns {
     }
 }
 
+impl Netns {
+    /// Runs `f` on a thread that has entered this namespace: the sockets it opens (listeners for a
+    /// service the test plays) live in the namespace, wherever they are used afterwards.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+                f()
+            })
+            .join()
+            .expect("thread in the namespace")
+        })
+    }
+}
+
 /// Runs a command that must succeed.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -741,10 +759,22 @@ impl Collector {
         c
     }
 
+    /// Starts a collector whose gRPC port listens on `ip` (an address the test made, reachable from its
+    /// network namespaces); its HTTP API stays on loopback.
+    pub fn start_on(ip: &str, extra: &str) -> Collector {
+        let mut c = Collector::configured_on(ip, extra);
+        c.restart();
+        c
+    }
+
     /// A collector's temp dir, free ports and config file, not started yet.
     fn configured(extra: &str) -> Collector {
+        Collector::configured_on("127.0.0.1", extra)
+    }
+
+    fn configured_on(ip: &str, extra: &str) -> Collector {
         let dir = tempfile::tempdir().expect("tempdir");
-        let grpc = format!("127.0.0.1:{}", free_port());
+        let grpc = format!("{ip}:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
         std::fs::write(
             dir.path().join("collector.toml"),
@@ -893,6 +923,30 @@ impl Agent {
         env: &[(&str, &str)],
         agent_extra: &str,
     ) -> Agent {
+        Agent::start_in(
+            None,
+            host,
+            id,
+            az,
+            collectors,
+            interval_secs,
+            env,
+            agent_extra,
+        )
+    }
+
+    /// [`Agent::start_cfg`], run inside a network namespace when `ns` is given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in(
+        ns: Option<&Netns>,
+        host: &FixtureHost,
+        id: &str,
+        az: &str,
+        collectors: &[&str],
+        interval_secs: u64,
+        env: &[(&str, &str)],
+        agent_extra: &str,
+    ) -> Agent {
         let list: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
         let cfg = host.path(&format!("agent-{id}.toml"));
         std::fs::write(
@@ -905,7 +959,10 @@ impl Agent {
         )
         .expect("write agent config");
         let log = host.path(&format!("agent-{id}.log"));
-        let mut cmd = hvprobe();
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd(env!("CARGO_BIN_EXE_hvprobe")),
+            None => hvprobe(),
+        };
         cmd.args(["agent", "--config"])
             .arg(&cfg)
             .env("HVPROBE_LOG", "info");

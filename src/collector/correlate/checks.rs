@@ -23,8 +23,13 @@ impl Engine {
         folded: &BTreeSet<String>,
     ) -> Vec<Finding> {
         let mut by_az_check: BTreeMap<(&str, CheckKind), Vec<&Active>> = BTreeMap::new();
+        let reach_cut = self.reach_cut_hosts(active);
         for a in active {
             if a.kind == CheckKind::Wireguard && folded.contains(&a.host) {
+                continue;
+            }
+            // Unreachable targets are judged per target (`reach`); loss and RTT alone stay here.
+            if a.kind == CheckKind::Reach && reach_cut.contains(&a.host) {
                 continue;
             }
             by_az_check

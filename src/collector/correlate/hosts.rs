@@ -131,6 +131,8 @@ pub(super) struct Snapshot {
     pub(super) units_up: BTreeSet<String>,
     /// Units the services check judged not OK.
     pub(super) units_down: BTreeSet<String>,
+    /// The reach check's targets.
+    pub(super) reach: Vec<super::reach::TargetSeen>,
 }
 
 /// One DNS result: which resolver, how it ended.
@@ -178,6 +180,7 @@ impl Snapshot {
                                 s.units_up = p.units_up.clone();
                                 s.units_down = p.units_down.clone();
                             }
+                            CheckKind::Reach => s.reach = p.reach.clone(),
                             _ => {}
                         }
                     }
@@ -202,6 +205,19 @@ impl Snapshot {
                             stale_conntrack: p.suspect_flow().is_some(),
                         }));
                     }
+                }
+                Details::Reach(d) => {
+                    s.reach = d
+                        .targets
+                        .iter()
+                        .map(|t| super::reach::TargetSeen {
+                            name: t.name.clone(),
+                            address: t.address.clone(),
+                            reachable: t.reachable || t.sent == 0,
+                            critical: t.critical,
+                            class: t.failure.clone().unwrap_or_else(|| "no answer".into()),
+                        })
+                        .collect()
                 }
                 Details::Services(d) => {
                     for u in &d.units {

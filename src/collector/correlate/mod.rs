@@ -24,6 +24,7 @@ mod config;
 mod hosts;
 mod lifecycle;
 mod mesh;
+mod reach;
 mod reachability;
 mod reboot;
 mod view;
@@ -378,6 +379,7 @@ impl Engine {
         let active = self.active_conditions();
         let mesh = self.mesh_findings(now, &active);
         found.extend(mesh.findings);
+        found.extend(self.reach_findings(&azs, &active));
         found.extend(self.check_findings(&azs, &active, &mesh.folded));
         events.extend(self.reconcile(now, found));
         events

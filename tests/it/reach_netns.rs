@@ -1,0 +1,431 @@
+//! The `reach` check and its correlation in a network-namespace lab: four hosts (two AZs of two) routed
+//! through a `core` namespace to a `target` namespace that plays object storage (TLS, a certificate for
+//! `s3.lab` from the test's CA) and a broker (TCP), each host a real agent in its own namespace, streaming to
+//! a real collector through a veth into the test's own namespace. Faults are made with nftables in `core`,
+//! by taking the target's link down and by closing the services, and each is seen to open its verdict and
+//! to close it when undone:
+//! one host cut (rejected: the router's unreachable is seen at once), a whole AZ cut (dropped: timeouts),
+//! the target host down, the service down (refused), a TLS failure (wrong certificate name), and 2 % random
+//! loss on every link, which must open nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use serde_json::Value;
+
+use crate::support::{Agent, Collector, FixtureHost, Netns, ifname, ns_sh, require_bin, sh};
+
+const TARGET: &str = "10.213.100.2";
+const GW: &str = "10.213.100.1";
+
+/// A TCP service the test plays inside a namespace: accepts, and (for TLS) completes a handshake with the
+/// current configuration. Dropping it closes the listening socket: connects are refused.
+struct Service {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Service {
+    fn start(
+        ns: &Netns,
+        addr: &str,
+        tls: Option<Arc<Mutex<Arc<rustls::ServerConfig>>>>,
+    ) -> Service {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let listener = ns.enter(|| TcpListener::bind(addr)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut sock, _)) => {
+                        let _ = sock.set_nonblocking(false);
+                        let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+                        if let Some(cfg) = &tls {
+                            let cfg = cfg.lock().unwrap().clone();
+                            std::thread::spawn(move || {
+                                if let Ok(mut conn) = rustls::ServerConnection::new(cfg) {
+                                    while conn.is_handshaking() {
+                                        if conn.complete_io(&mut sock).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    let _ = conn.complete_io(&mut sock);
+                                    let mut buf = [0u8; 64];
+                                    let _ = sock.read(&mut buf);
+                                }
+                            });
+                        } else {
+                            let _ = sock.write_all(b"AMQP");
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Service {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A CA, and server configurations for certificates it issued.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "reach lab CA");
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        };
+        std::fs::write(pki.dir.path().join("ca.crt"), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    fn ca_file(&self) -> String {
+        self.dir.path().join("ca.crt").display().to_string()
+    }
+
+    /// A server configuration presenting a certificate for `name`.
+    fn server(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap(),
+        )
+    }
+}
+
+/// The namespaces and links: hosts h0..h3 on 10.213.<i+1>.2/24, `core` routing, `target` on
+/// 10.213.100.2/24 behind `core` (10.213.100.1), and the test's namespace on 10.213.0.1/30.
+struct Lab {
+    core: Netns,
+    target: Netns,
+    hosts: Vec<Netns>,
+    target_if: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        require_bin("nft", "nftables");
+        let core = Netns::new("rcore");
+        let target = Netns::new("rtgt");
+        ns_sh(&core, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // The router answers every probe it rejects: Linux rate-limits the ICMP errors it sends (1/s per
+        // destination by default), under which some echoes would time out instead.
+        ns_sh(&core, &["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
+        // The test's namespace <-> core: the collector listens on 10.213.0.1.
+        let (root_if, core_if) = (ifname("r"), ifname("c"));
+        sh(&[
+            "ip", "link", "add", &root_if, "type", "veth", "peer", "name", &core_if, "netns",
+            &core.name,
+        ]);
+        sh(&["ip", "addr", "add", "10.213.0.1/30", "dev", &root_if]);
+        sh(&["ip", "link", "set", &root_if, "up"]);
+        sh(&[
+            "ip",
+            "route",
+            "add",
+            "10.213.0.0/16",
+            "via",
+            "10.213.0.2",
+            "dev",
+            &root_if,
+        ]);
+        core.ip(&["addr", "add", "10.213.0.2/30", "dev", &core_if]);
+        core.ip(&["link", "set", &core_if, "up"]);
+        let link = |ns: &Netns, net: u32, ns_ip: &str| -> String {
+            let (a, b) = (ifname("h"), ifname("k"));
+            sh(&[
+                "ip", "link", "add", &a, "netns", &ns.name, "type", "veth", "peer", "name", &b,
+                "netns", &core.name,
+            ]);
+            ns.ip(&["addr", "add", &format!("{ns_ip}/24"), "dev", &a]);
+            ns.ip(&["link", "set", &a, "up"]);
+            ns.ip(&["route", "add", "default", "via", &format!("10.213.{net}.1")]);
+            core.ip(&["addr", "add", &format!("10.213.{net}.1/24"), "dev", &b]);
+            core.ip(&["link", "set", &b, "up"]);
+            a
+        };
+        let hosts: Vec<Netns> = (0..4).map(|_| Netns::new("rhost")).collect();
+        for (i, h) in hosts.iter().enumerate() {
+            let net = i as u32 + 1;
+            link(h, net, &format!("10.213.{net}.2"));
+        }
+        let target_if = link(&target, 100, TARGET);
+        ns_sh(
+            &core,
+            &[
+                "nft",
+                "add table inet lab; add chain inet lab forward { type filter hook forward priority 0; policy accept; }",
+            ],
+        );
+        Lab {
+            core,
+            target,
+            hosts,
+            target_if,
+        }
+    }
+
+    /// Replaces the forwarding rules of `core` (none: everything passes).
+    fn rules(&self, rules: &[&str]) {
+        ns_sh(&self.core, &["nft", "flush chain inet lab forward"]);
+        for r in rules {
+            ns_sh(
+                &self.core,
+                &["nft", &format!("add rule inet lab forward {r}")],
+            );
+        }
+    }
+}
+
+/// Every open `reach` verdict the collector shows: (scope, summary).
+fn reach_verdicts(c: &Collector) -> Vec<(String, String)> {
+    let z = c.get("/api/v1/zones");
+    let mut all: Vec<Value> = Vec::new();
+    for zone in z["zones"].as_array().cloned().unwrap_or_default() {
+        all.extend(zone["verdicts"].as_array().cloned().unwrap_or_default());
+    }
+    all.extend(z["region_verdicts"].as_array().cloned().unwrap_or_default());
+    all.into_iter()
+        .filter(|v| v["check"] == "reach" && v["recovered_at"].is_null())
+        .map(|v| {
+            (
+                v["scope"].as_str().unwrap_or_default().to_owned(),
+                v["summary"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `want` holds of the open reach verdicts; panics with what there was.
+fn wait_verdicts(
+    c: &Collector,
+    what: &str,
+    secs: u64,
+    want: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = reach_verdicts(c);
+        if want(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: reach verdicts {v:#?}\n{}", c.log());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn has(v: &[(String, String)], scope: &str, text: &str) -> bool {
+    v.iter().any(|(s, t)| s == scope && t.contains(text))
+}
+
+#[test]
+fn each_reachability_fault_is_one_verdict_at_its_scope_and_closes_when_undone() {
+    let lab = Lab::new();
+    let pki = Pki::new();
+    let tls_cfg = Arc::new(Mutex::new(pki.server("s3.lab")));
+    let s3 = Service::start(
+        &lab.target,
+        &format!("{TARGET}:8443"),
+        Some(tls_cfg.clone()),
+    );
+    let mut broker = Some(Service::start(&lab.target, &format!("{TARGET}:5672"), None));
+    let c = Collector::start_on(
+        "10.213.0.1",
+        "\n[correlation]\naz-min-hosts = 2\nflap-window-secs = 5\n",
+    );
+    let reach = format!(
+        r#"
+[[check]]
+kind = "reach"
+probe-timeout-ms = 500
+connect-timeout-ms = 1400
+timeout-ms = 2500
+ca-file = "{}"
+targets = [
+  {{ name = "s3", address = "{TARGET}:8443", kind = "tls", critical = true, server-name = "s3.lab" }},
+  {{ name = "broker", address = "{TARGET}:5672", kind = "tcp", critical = true }},
+  {{ name = "target-host", address = "{TARGET}", kind = "icmp", critical = true }},
+  {{ name = "gw", address = "{GW}", kind = "icmp" }},
+]
+"#,
+        pki.ca_file()
+    );
+    let fixtures: Vec<FixtureHost> = (0..4).map(|_| FixtureHost::kernel_6_18()).collect();
+    let ids = ["az1-h0", "az1-h1", "az2-h2", "az2-h3"];
+    let _agents: Vec<Agent> = (0..4)
+        .map(|i| {
+            let az = if i < 2 { "az1" } else { "az2" };
+            Agent::start_in(
+                Some(&lab.hosts[i]),
+                &fixtures[i],
+                ids[i],
+                az,
+                &[&c.grpc],
+                3,
+                &[],
+                &reach,
+            )
+        })
+        .collect();
+    // Healthy: every host reports reach OK.
+    crate::support::wait_for(Duration::from_secs(40), || {
+        let hosts = c.hosts();
+        let ok = hosts.len() == 4
+            && hosts.iter().all(|h| {
+                h["checks"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|x| x["check"] == "reach" && x["status"] == "ok")
+                })
+            });
+        ok.then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the lab did not come up healthy: {:#?}\n{}",
+            c.hosts(),
+            c.log()
+        )
+    });
+    assert!(reach_verdicts(&c).is_empty());
+
+    // 1. One host cut from the target host by a reject rule: the router's "host unreachable" comes back at
+    //    once (ICMP error, not a timeout), and it is that host's verdict only.
+    lab.rules(&[&format!(
+        "ip saddr 10.213.1.2 ip daddr {TARGET} reject with icmp type host-unreachable"
+    )]);
+    let v = wait_verdicts(&c, "one host cut", 40, |v| {
+        has(
+            v,
+            "host",
+            "az1-h0 cannot reach target-host (10.213.100.2): icmp.host_unreachable",
+        )
+    });
+    assert!(
+        v.iter().all(|(s, t)| s == "host" && t.contains("az1-h0")),
+        "{v:#?}"
+    );
+    lab.rules(&[]);
+    wait_verdicts(&c, "one host cut, undone", 40, |v| v.is_empty());
+
+    // 2. A whole AZ cut (dropped: timeouts): one AZ verdict per target, for az1 only.
+    lab.rules(&[&format!(
+        "ip saddr {{ 10.213.1.2, 10.213.2.2 }} ip daddr {TARGET} drop"
+    )]);
+    let v = wait_verdicts(&c, "AZ cut", 40, |v| {
+        has(
+            v,
+            "az",
+            "az1 cannot reach broker (10.213.100.2:5672): 2/2 hosts, tcp.timed_out",
+        ) && has(
+            v,
+            "az",
+            "az1 cannot reach target-host (10.213.100.2): 2/2 hosts, icmp.timed_out",
+        )
+    });
+    assert!(
+        v.iter().all(|(s, t)| s == "az" && t.starts_with("az1 ")),
+        "{v:#?}"
+    );
+    lab.rules(&[]);
+    wait_verdicts(&c, "AZ cut, undone", 40, |v| v.is_empty());
+
+    // 3. The target host goes down (its link): every AZ loses it -> target verdicts, not AZ verdicts.
+    lab.target.ip(&["link", "set", &lab.target_if, "down"]);
+    let v = wait_verdicts(&c, "target host down", 40, |v| {
+        has(
+            v,
+            "region",
+            "target target-host (10.213.100.2) down: unreachable from 4/4 hosts in every AZ probing it (az1, az2)",
+        )
+    });
+    assert!(v.iter().all(|(s, _)| s == "region"), "{v:#?}");
+    lab.target.ip(&["link", "set", &lab.target_if, "up"]);
+    // Its default route went with the link; the host comes back with its network configuration.
+    lab.target.ip(&["route", "replace", "default", "via", GW]);
+    wait_verdicts(&c, "target host back", 60, |v| v.is_empty());
+
+    // 4. The service down: connections refused everywhere -> one target verdict for the broker.
+    drop(broker.take());
+    let v = wait_verdicts(&c, "service down", 40, |v| {
+        has(
+            v,
+            "region",
+            "target broker (10.213.100.2:5672) down: unreachable from 4/4 hosts in every AZ probing it (az1, az2), tcp.refused",
+        )
+    });
+    assert_eq!(v.len(), 1, "only the broker: {v:#?}");
+    broker = Some(Service::start(&lab.target, &format!("{TARGET}:5672"), None));
+    wait_verdicts(&c, "service back", 40, |v| v.is_empty());
+
+    // 5. TLS failure: s3 presents a certificate for another name.
+    *tls_cfg.lock().unwrap() = pki.server("other.lab");
+    let v = wait_verdicts(&c, "TLS failure", 40, |v| {
+        has(
+            v,
+            "region",
+            "target s3 (10.213.100.2:8443) down: unreachable from 4/4 hosts in every AZ probing it (az1, az2), tls.cert.name_invalid",
+        )
+    });
+    assert_eq!(v.len(), 1, "only s3: {v:#?}");
+    *tls_cfg.lock().unwrap() = pki.server("s3.lab");
+    wait_verdicts(&c, "TLS fixed", 40, |v| v.is_empty());
+
+    // 6. 2 % random loss on every link through core, for ten cycles: no verdict at all.
+    lab.rules(&["numgen random mod 100 < 2 drop"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let v = reach_verdicts(&c);
+        assert!(v.is_empty(), "2 % loss opened a verdict: {v:#?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    lab.rules(&[]);
+    drop((s3, broker));
+}
