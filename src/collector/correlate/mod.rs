@@ -298,11 +298,14 @@ impl Engine {
         t.conds.retain(|k, _| snap.statuses.contains_key(k));
         changed |= t.conds.len() != before;
         let mesh_relevant = snap.wg_peers != t.snap.wg_peers || snap.wg_keys != t.snap.wg_keys;
+        // Which targets a host cannot reach decides the reach verdicts, whatever its status did.
+        let reach_relevant = snap.reach != t.snap.reach;
         if rebooted {
             t.units_before_boot = std::mem::take(&mut t.snap.units_up);
         }
         t.snap = snap;
-        self.dirty |= changed || new_host || (mesh_relevant && !self.verdicts.is_empty());
+        self.dirty |=
+            changed || new_host || reach_relevant || (mesh_relevant && !self.verdicts.is_empty());
         if rebooted {
             let booted = r
                 .boot_time

@@ -1421,3 +1421,167 @@ fn units_are_back_only_when_seen_active_again() {
         .expect("recovery tracked");
     assert_eq!(r.units_not_back, ["unbound.service on hv-0"]);
 }
+
+/// The reach check of a host: `down` lists the targets it cannot reach (with the failure class), of the
+/// targets `s3` (critical) and `gw`.
+fn reach_check(down: &[(&str, &str)]) -> CheckReport {
+    use crate::check::reach::{ProbeKind, ReachDetails, TargetState};
+    let targets: Vec<TargetState> = [("s3", true), ("gw", false)]
+        .iter()
+        .map(|(name, critical)| {
+            let cut = down.iter().find(|(n, _)| n == name);
+            TargetState {
+                name: (*name).into(),
+                address: format!("10.0.0.{}", name.len()),
+                kind: ProbeKind::Icmp,
+                critical: *critical,
+                sent: 3,
+                received: if cut.is_some() { 0 } else { 3 },
+                window_loss_percent: 0.0,
+                window_probes: 3,
+                rtt_p50_ms: None,
+                rtt_max_ms: None,
+                reachable: cut.is_none(),
+                failure: cut.map(|(_, class)| (*class).to_owned()),
+                failure_detail: None,
+                status: if cut.is_some() {
+                    Status::Crit
+                } else {
+                    Status::Ok
+                },
+            }
+        })
+        .collect();
+    let status = if down.is_empty() {
+        Status::Ok
+    } else {
+        Status::Crit
+    };
+    check(
+        CheckKind::Reach,
+        status,
+        "reach",
+        Details::Reach(ReachDetails {
+            targets,
+            icmp_raw_socket: false,
+        }),
+    )
+}
+
+/// Two AZs of three hosts; `cut(i)` says what host i cannot reach.
+fn reach_fleet(cut: impl Fn(usize) -> Vec<(&'static str, &'static str)>) -> Vec<HostReport> {
+    (0..6)
+        .map(|i| {
+            let az = if i < 3 { "az1" } else { "az2" };
+            report(&format!("hv-{i}"), az, "b1", vec![reach_check(&cut(i))])
+        })
+        .collect()
+}
+
+fn open_keys(e: &Engine) -> Vec<String> {
+    e.verdicts()
+        .filter(|v| v.recovered_at.is_none())
+        .map(|v| v.key.clone())
+        .collect()
+}
+
+/// One host cut -> a host verdict for that target; the AZ cut -> it escalates into one AZ verdict (changed,
+/// never closed as if recovered); every AZ cut -> one target verdict; back -> closed.
+#[test]
+fn reach_is_judged_per_target_at_host_az_and_target_scope() {
+    let mut e = engine();
+    cycles(&mut e, 0, 2, &reach_fleet(|_| vec![]));
+    assert!(open_keys(&e).is_empty());
+
+    let ev = cycles(
+        &mut e,
+        20,
+        4,
+        &reach_fleet(|i| {
+            if i == 0 {
+                vec![("s3", "icmp.timed_out")]
+            } else {
+                vec![]
+            }
+        }),
+    );
+    assert_eq!(open_keys(&e), ["host/hv-0/reach:s3"], "{ev:#?}");
+    let v = e.verdicts().next().unwrap();
+    assert_eq!(v.status, Status::Crit);
+    assert!(
+        v.summary.starts_with(
+            "hv-0 cannot reach s3 (10.0.0.2): icmp.timed_out (local: 1/3 hosts of az1 probing it)"
+        ),
+        "{}",
+        v.summary
+    );
+
+    // The whole of az1 loses s3: one AZ verdict, the host verdict folded into it.
+    let ev = cycles(
+        &mut e,
+        60,
+        4,
+        &reach_fleet(|i| {
+            if i < 3 {
+                vec![("s3", "icmp.timed_out")]
+            } else {
+                vec![]
+            }
+        }),
+    );
+    assert_eq!(open_keys(&e), ["az/az1/reach:s3"], "{ev:#?}");
+    assert!(
+        ev.iter().all(|x| x.kind != EventKind::VerdictClosed),
+        "escalation is a change, not a recovery: {ev:#?}"
+    );
+    assert!(
+        e.verdicts()
+            .next()
+            .unwrap()
+            .summary
+            .starts_with("az1 cannot reach s3 (10.0.0.2): 3/3 hosts, icmp.timed_out"),
+        "{:#?}",
+        e.verdicts().collect::<Vec<_>>()
+    );
+
+    // Every AZ loses it: the target is down.
+    cycles(
+        &mut e,
+        100,
+        4,
+        &reach_fleet(|_| vec![("s3", "icmp.host_unreachable")]),
+    );
+    assert_eq!(open_keys(&e), ["target/s3/reach:s3"]);
+    let v = e.verdicts().next().unwrap();
+    assert_eq!(v.scope, Scope::Region);
+    assert!(
+        v.summary.starts_with("target s3 (10.0.0.2) down: unreachable from 6/6 hosts in every AZ probing it (az1, az2), icmp.host_unreachable"),
+        "{}",
+        v.summary
+    );
+
+    // A non-critical target cut on one host is WARN, and its own verdict next to the target's.
+    cycles(
+        &mut e,
+        140,
+        4,
+        &reach_fleet(|i| {
+            let mut d = vec![("s3", "icmp.host_unreachable")];
+            if i == 4 {
+                d.push(("gw", "icmp.admin_prohibited"));
+            }
+            d
+        }),
+    );
+    assert_eq!(open_keys(&e), ["host/hv-4/reach:gw", "target/s3/reach:s3"]);
+    assert_eq!(
+        e.verdicts()
+            .find(|v| v.key == "host/hv-4/reach:gw")
+            .map(|v| v.status),
+        Some(Status::Warn)
+    );
+
+    // Everything back: everything closes.
+    let ev = cycles(&mut e, 180, 40, &reach_fleet(|_| vec![]));
+    assert_eq!(e.verdicts().count(), 0, "{ev:#?}");
+}
