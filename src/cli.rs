@@ -148,7 +148,7 @@ struct CheckArgs {
     /// Directory standing for the host's `/` (e.g. `/host` in a container).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
-    /// Run only this check (repeatable): memory, conntrack, md-raid, dns, wireguard, io, services.
+    /// Run only this check (repeatable): memory, conntrack, md-raid, dns, wireguard, io, services, reach.
     #[arg(long = "check", value_name = "NAME")]
     checks: Vec<CheckKind>,
     /// Output format.
