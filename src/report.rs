@@ -120,6 +120,67 @@ pub fn sanitize(r: &mut HostReport, now: SystemTime) -> Vec<&'static str> {
         a.cpu_seconds = 0.0;
         clamped.push("agent.cpu_seconds");
     }
+    for c in &mut r.checks {
+        if let Some(field) = clamp_details(&mut c.outcome.details) {
+            clamped.push(field);
+        }
+    }
+    clamped
+}
+
+/// The lists and names correlation keys on (reach targets, services units): no more than an agent can be
+/// configured with, names as long as configs allow and without `/` (verdict keys are `scope/place/family`).
+fn clamp_details(d: &mut crate::check::Details) -> Option<&'static str> {
+    use crate::check::Details;
+    let mut clamped = None;
+    match d {
+        Details::Reach(d) => {
+            if d.targets.len() > crate::check::reach::MAX_TARGETS {
+                d.targets.truncate(crate::check::reach::MAX_TARGETS);
+                clamped = Some("reach.targets");
+            }
+            for t in &mut d.targets {
+                if t.name.contains('/') {
+                    t.name = t.name.replace('/', "_");
+                    clamped = Some("reach.targets");
+                }
+                let mut cut_any = cut(&mut t.name, 128) | cut(&mut t.address, MAX_SHORT_TEXT);
+                if let Some(f) = &mut t.failure {
+                    cut_any |= cut(f, MAX_SHORT_TEXT);
+                }
+                if let Some(f) = &mut t.failure_detail {
+                    cut_any |= cut(f, 256);
+                }
+                if cut_any {
+                    clamped = Some("reach.targets");
+                }
+            }
+        }
+        Details::Services(d) => {
+            if d.units.len() > crate::check::services::MAX_UNITS {
+                d.units.truncate(crate::check::services::MAX_UNITS);
+                clamped = Some("services.units");
+            }
+            for u in &mut d.units {
+                let mut cut_any = cut(&mut u.name, 255);
+                for s in [
+                    &mut u.load_state,
+                    &mut u.active_state,
+                    &mut u.sub_state,
+                    &mut u.result,
+                ] {
+                    cut_any |= cut(s, MAX_SHORT_TEXT);
+                }
+                if let Some(s) = &mut u.unit_file_state {
+                    cut_any |= cut(s, MAX_SHORT_TEXT);
+                }
+                if cut_any {
+                    clamped = Some("services.units");
+                }
+            }
+        }
+        _ => {}
+    }
     clamped
 }
 

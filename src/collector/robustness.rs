@@ -76,6 +76,37 @@ fn details() -> impl Strategy<Value = Option<pb::check_result::Details>> {
                 ..Default::default()
             }))
         ),
+        (text(), text(), any::<bool>(), any::<u32>()).prop_map(|(name, class, up, n)| Some(
+            D::Reach(pb::ReachDetails {
+                targets: vec![
+                    pb::TargetState {
+                        name: name.clone(),
+                        address: name,
+                        reachable: up,
+                        sent: n,
+                        received: n / 2,
+                        failure: Some(class),
+                        kind: (n % 5) as i32,
+                        status: (n % 6) as i32,
+                        ..Default::default()
+                    };
+                    (n % 4) as usize
+                ],
+                ..Default::default()
+            })
+        )),
+        (text(), text(), any::<i32>()).prop_map(|(name, state, status)| Some(D::Services(
+            pb::ServicesDetails {
+                boot_settled: status % 2 == 0,
+                units: vec![pb::UnitState {
+                    name,
+                    active_state: state.clone(),
+                    load_state: state,
+                    status,
+                    ..Default::default()
+                }],
+            }
+        ))),
         (text(), any::<f64>()).prop_map(|(name, u)| Some(D::Io(pb::IoDetails {
             disks: vec![pb::DiskIo {
                 name,
@@ -212,4 +243,65 @@ proptest! {
             let _ = wire::event_to_pb(&e);
         }
     }
+}
+
+/// A report listing more reach targets than an agent can be configured with, named to look like verdict
+/// keys, is clamped before correlation: at most `MAX_TARGETS`, no `/` in a name, so every verdict key still
+/// reads `scope/place/reach:<target>`.
+#[test]
+fn reach_targets_beyond_the_agent_limits_are_clamped() {
+    use crate::check::reach::{MAX_TARGETS, ProbeKind, ReachDetails, TargetState};
+    use crate::check::{Details, Outcome, Status};
+    let target = |i: usize| TargetState {
+        name: format!("az/az9/reach:x{i}"),
+        address: "10.0.0.1".repeat(40),
+        kind: ProbeKind::Icmp,
+        critical: true,
+        sent: 3,
+        received: 0,
+        window_loss_percent: 0.0,
+        window_probes: 0,
+        rtt_p50_ms: None,
+        rtt_max_ms: None,
+        reachable: false,
+        failure: Some("icmp.timed_out".into()),
+        failure_detail: None,
+        status: Status::Crit,
+    };
+    let mut r = report::HostReport {
+        host_id: "hv-1".into(),
+        az: "az1".into(),
+        region: None,
+        agent_version: "t".into(),
+        boot_id: "b".into(),
+        boot_time: None,
+        interval: Duration::from_secs(10),
+        seq: 1,
+        observed_at: SystemTime::now(),
+        missed_cycles: 0,
+        agent: None,
+        checks: vec![crate::check::runner::CheckReport {
+            kind: crate::check::CheckKind::Reach,
+            outcome: Outcome::new(
+                Status::Crit,
+                "cut",
+                Details::Reach(ReachDetails {
+                    targets: (0..MAX_TARGETS + 500).map(target).collect(),
+                    icmp_raw_socket: false,
+                }),
+            ),
+            duration: Duration::ZERO,
+        }],
+    };
+    let clamped = report::sanitize(&mut r, SystemTime::now());
+    assert!(clamped.contains(&"reach.targets"), "{clamped:?}");
+    let Details::Reach(d) = &r.checks[0].outcome.details else {
+        panic!("details gone")
+    };
+    assert_eq!(d.targets.len(), MAX_TARGETS);
+    assert!(
+        d.targets
+            .iter()
+            .all(|t| !t.name.contains('/') && t.address.len() <= 64)
+    );
 }

@@ -145,8 +145,14 @@ impl ReachConfig {
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let key = format!("targets[{i}]");
-            if t.name.is_empty() || t.name.len() > 128 || t.name.chars().any(char::is_control) {
-                p.push(&format!("{key}.name"), "must be 1 to 128 printable characters");
+            if t.name.is_empty()
+                || t.name.len() > 128
+                || t.name.chars().any(|c| c.is_control() || c == '/')
+            {
+                p.push(
+                    &format!("{key}.name"),
+                    "must be 1 to 128 printable characters, without `/`",
+                );
             } else if !names.insert(t.name.as_str()) {
                 p.push(&format!("{key}.name"), format!("`{}` is used twice", t.name));
             }
