@@ -213,6 +213,7 @@ impl Snapshot {
                         .map(|t| super::reach::TargetSeen {
                             name: t.name.clone(),
                             address: t.address.clone(),
+                            ip: super::reach::TargetSeen::ip_of(&t.address),
                             reachable: t.reachable || t.sent == 0,
                             critical: t.critical,
                             class: t.failure.clone().unwrap_or_else(|| "no answer".into()),

@@ -1,14 +1,17 @@
-//! Reachability of the targets hosts probe (the `reach` check), compared across hosts: for each target,
-//! who cannot reach it.
-//! - one host (or a few, under the AZ threshold): a **host** verdict per (host, target) — "only this
+//! Reachability of the targets hosts probe (the `reach` check), compared across hosts: for each target
+//! address (the targets at one IP — a storage node's TLS port, its ICMP — are one machine), who cannot
+//! reach it.
+//! - one host (or a few, under the AZ threshold): a **host** verdict per (host, address) — "only this
 //!   hypervisor";
 //! - most hosts of an AZ probing it (`az-min-hosts`, more than half): one **AZ** verdict — "az1 cannot reach
 //!   s3: 8/8 hosts, tcp.timed_out";
 //! - that in every AZ probing it (at least two): one **target** verdict — the target is down, not the AZs.
 //!
-//! The family of these verdicts is `reach:<target>`, so a host verdict escalates into its AZ's and an AZ's
-//! into the target's, and back, like the other checks. A host whose `reach` condition is only loss or RTT
-//! (every target answers) is judged by the per-check rules instead.
+//! Each verdict names the targets at that address that fail (one: by name and address; several: the
+//! address and their names), so a machine down is one verdict, and a service refused on it is one verdict
+//! naming that service. The family of these verdicts is `reach:<ip>`, so a host verdict escalates into its
+//! AZ's and an AZ's into the target's, and back, like the other checks. A host whose `reach` condition is
+//! only loss or RTT (every target answers) is judged by the per-check rules instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,22 +25,34 @@ use crate::check::{CheckKind, Status};
 pub(super) struct TargetSeen {
     pub(super) name: String,
     pub(super) address: String,
+    /// The IP of `address` (its port dropped): the machine.
+    pub(super) ip: String,
     pub(super) reachable: bool,
     pub(super) critical: bool,
     pub(super) class: String,
 }
 
-/// A host that cannot reach a target: its condition and how the probe failed.
+impl TargetSeen {
+    /// The IP of an `ip`, `ip:port` or `[v6]:port` address (the address itself if it is neither).
+    pub(super) fn ip_of(address: &str) -> String {
+        if let Ok(a) = address.parse::<std::net::SocketAddr>() {
+            return a.ip().to_string();
+        }
+        address.to_owned()
+    }
+}
+
+/// A host that cannot reach targets at one address: its condition and the probes that failed.
 struct Cut<'a> {
     active: &'a Active,
-    seen: &'a TargetSeen,
+    seen: Vec<&'a TargetSeen>,
 }
 
 /// The most common failure class among `cuts`.
 fn class_of(cuts: &[Cut<'_>]) -> String {
     let mut n: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in cuts {
-        *n.entry(c.seen.class.as_str()).or_default() += 1;
+    for s in cuts.iter().flat_map(|c| &c.seen) {
+        *n.entry(s.class.as_str()).or_default() += 1;
     }
     n.into_iter()
         .max_by_key(|(_, k)| *k)
@@ -46,10 +61,29 @@ fn class_of(cuts: &[Cut<'_>]) -> String {
 }
 
 fn status_of(cuts: &[Cut<'_>]) -> Status {
-    if cuts.iter().any(|c| c.seen.critical) {
+    if cuts.iter().flat_map(|c| &c.seen).any(|s| s.critical) {
         Status::Crit
     } else {
         Status::Warn
+    }
+}
+
+/// What cannot be reached: `s3 (10.0.0.5:443)` for one target, `10.0.0.5 (s3, broker)` for several at one
+/// address.
+fn what(ip: &str, cuts: &[Cut<'_>]) -> String {
+    let mut names: Vec<(&str, &str)> = cuts
+        .iter()
+        .flat_map(|c| &c.seen)
+        .map(|s| (s.name.as_str(), s.address.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [(name, address)] => format!("{name} ({address})"),
+        many => format!(
+            "{ip} ({})",
+            many.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -71,25 +105,35 @@ impl Engine {
     /// The findings of unreachable targets.
     pub(super) fn reach_findings(&self, azs: &AzIndex, active: &[Active]) -> Vec<Finding> {
         let cut_hosts = self.reach_cut_hosts(active);
-        // target -> az -> hosts probing it; target -> az -> hosts cut from it.
+        // address -> az -> hosts probing it; address -> az -> hosts cut from (targets at) it.
         let mut probing: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
         let mut cut: BTreeMap<&str, BTreeMap<&str, Vec<Cut<'_>>>> = BTreeMap::new();
         for (id, t) in self.hosts.iter().filter(|(_, t)| !t.stale) {
             let a = active
                 .iter()
                 .find(|a| a.kind == CheckKind::Reach && &a.host == id && cut_hosts.contains(id));
+            let mut at: BTreeMap<&str, Vec<&TargetSeen>> = BTreeMap::new();
             for s in &t.snap.reach {
+                let failing = at.entry(s.ip.as_str()).or_default();
+                if !s.reachable {
+                    failing.push(s);
+                }
+            }
+            for (ip, failing) in at {
                 *probing
-                    .entry(s.name.as_str())
+                    .entry(ip)
                     .or_default()
                     .entry(t.az.as_str())
                     .or_default() += 1;
-                if let (Some(a), false) = (a, s.reachable) {
-                    cut.entry(s.name.as_str())
+                if let (Some(a), false) = (a, failing.is_empty()) {
+                    cut.entry(ip)
                         .or_default()
                         .entry(t.az.as_str())
                         .or_default()
-                        .push(Cut { active: a, seen: s });
+                        .push(Cut {
+                            active: a,
+                            seen: failing,
+                        });
                 }
             }
         }
@@ -122,19 +166,20 @@ impl Engine {
                 if wide.contains(az) {
                     out.push(self.reach_az_finding(az, target, &family, &cuts, m, azs));
                 } else {
-                    out.extend(
-                        cuts.iter()
-                            .map(|c| self.reach_host_finding(az, &family, c, cuts.len(), m, azs)),
-                    );
+                    out.extend(cuts.iter().map(|c| {
+                        self.reach_host_finding(az, target, &family, c, cuts.len(), m, azs)
+                    }));
                 }
             }
         }
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reach_host_finding(
         &self,
         az: &str,
+        ip: &str,
         family: &str,
         c: &Cut<'_>,
         n: usize,
@@ -142,12 +187,8 @@ impl Engine {
         azs: &AzIndex,
     ) -> Finding {
         let host = &c.active.host;
-        let s = c.seen;
-        let status = if s.critical {
-            Status::Crit
-        } else {
-            Status::Warn
-        };
+        let one = std::slice::from_ref(c);
+        let status = status_of(one);
         Finding {
             key: format!("host/{host}/{family}"),
             scope: Scope::Host,
@@ -158,11 +199,10 @@ impl Engine {
             status,
             hosts: vec![host.clone()],
             summary: format!(
-                "{}{host} cannot reach {} ({}): {} (local: {n}/{m} hosts of {az} probing it)",
+                "{}{host} cannot reach {}: {} (local: {n}/{m} hosts of {az} probing it)",
                 if c.active.flapping { "flapping: " } else { "" },
-                s.name,
-                s.address,
-                s.class
+                what(ip, one),
+                class_of(one)
             ),
             since: c.active.since,
             flapping: c.active.flapping,
@@ -184,10 +224,6 @@ impl Engine {
         m: usize,
         azs: &AzIndex,
     ) -> Finding {
-        let address = cuts
-            .first()
-            .map(|c| c.seen.address.clone())
-            .unwrap_or_default();
         let flapping = cuts.iter().all(|c| c.active.flapping);
         Finding {
             key: format!("az/{az}/{family}"),
@@ -199,8 +235,9 @@ impl Engine {
             status: status_of(cuts),
             hosts: cuts.iter().map(|c| c.active.host.clone()).collect(),
             summary: format!(
-                "{}{az} cannot reach {target} ({address}): {}/{m} hosts, {}",
+                "{}{az} cannot reach {}: {}/{m} hosts, {}",
                 if flapping { "flapping: " } else { "" },
+                what(target, cuts),
                 cuts.len(),
                 class_of(cuts)
             ),
@@ -226,10 +263,6 @@ impl Engine {
         in_azs: &BTreeMap<&str, usize>,
         azs: &AzIndex,
     ) -> Finding {
-        let address = cuts
-            .first()
-            .map(|c| c.seen.address.clone())
-            .unwrap_or_default();
         let m: usize = in_azs.values().sum();
         let names: Vec<&str> = in_azs.keys().copied().collect();
         let flapping = cuts.iter().all(|c| c.active.flapping);
@@ -243,8 +276,9 @@ impl Engine {
             status: status_of(cuts),
             hosts: cuts.iter().map(|c| c.active.host.clone()).collect(),
             summary: format!(
-                "{}target {target} ({address}) down: unreachable from {}/{m} hosts in every AZ probing it ({}), {}",
+                "{}target {} down: unreachable from {}/{m} hosts in every AZ probing it ({}), {}",
                 if flapping { "flapping: " } else { "" },
+                what(target, cuts),
                 cuts.len(),
                 names.join(", "),
                 class_of(cuts)

@@ -1432,7 +1432,11 @@ fn reach_check(down: &[(&str, &str)]) -> CheckReport {
             let cut = down.iter().find(|(n, _)| n == name);
             TargetState {
                 name: (*name).into(),
-                address: format!("10.0.0.{}", name.len()),
+                address: if *name == "s3" {
+                    "10.0.0.5".into()
+                } else {
+                    "10.0.0.1".into()
+                },
                 kind: ProbeKind::Icmp,
                 critical: *critical,
                 sent: 3,
@@ -1505,12 +1509,12 @@ fn reach_is_judged_per_target_at_host_az_and_target_scope() {
             }
         }),
     );
-    assert_eq!(open_keys(&e), ["host/hv-0/reach:s3"], "{ev:#?}");
+    assert_eq!(open_keys(&e), ["host/hv-0/reach:10.0.0.5"], "{ev:#?}");
     let v = e.verdicts().next().unwrap();
     assert_eq!(v.status, Status::Crit);
     assert!(
         v.summary.starts_with(
-            "hv-0 cannot reach s3 (10.0.0.2): icmp.timed_out (local: 1/3 hosts of az1 probing it)"
+            "hv-0 cannot reach s3 (10.0.0.5): icmp.timed_out (local: 1/3 hosts of az1 probing it)"
         ),
         "{}",
         v.summary
@@ -1529,7 +1533,7 @@ fn reach_is_judged_per_target_at_host_az_and_target_scope() {
             }
         }),
     );
-    assert_eq!(open_keys(&e), ["az/az1/reach:s3"], "{ev:#?}");
+    assert_eq!(open_keys(&e), ["az/az1/reach:10.0.0.5"], "{ev:#?}");
     assert!(
         ev.iter().all(|x| x.kind != EventKind::VerdictClosed),
         "escalation is a change, not a recovery: {ev:#?}"
@@ -1539,7 +1543,7 @@ fn reach_is_judged_per_target_at_host_az_and_target_scope() {
             .next()
             .unwrap()
             .summary
-            .starts_with("az1 cannot reach s3 (10.0.0.2): 3/3 hosts, icmp.timed_out"),
+            .starts_with("az1 cannot reach s3 (10.0.0.5): 3/3 hosts, icmp.timed_out"),
         "{:#?}",
         e.verdicts().collect::<Vec<_>>()
     );
@@ -1551,11 +1555,11 @@ fn reach_is_judged_per_target_at_host_az_and_target_scope() {
         4,
         &reach_fleet(|_| vec![("s3", "icmp.host_unreachable")]),
     );
-    assert_eq!(open_keys(&e), ["target/s3/reach:s3"]);
+    assert_eq!(open_keys(&e), ["target/10.0.0.5/reach:10.0.0.5"]);
     let v = e.verdicts().next().unwrap();
     assert_eq!(v.scope, Scope::Region);
     assert!(
-        v.summary.starts_with("target s3 (10.0.0.2) down: unreachable from 6/6 hosts in every AZ probing it (az1, az2), icmp.host_unreachable"),
+        v.summary.starts_with("target s3 (10.0.0.5) down: unreachable from 6/6 hosts in every AZ probing it (az1, az2), icmp.host_unreachable"),
         "{}",
         v.summary
     );
@@ -1573,10 +1577,13 @@ fn reach_is_judged_per_target_at_host_az_and_target_scope() {
             d
         }),
     );
-    assert_eq!(open_keys(&e), ["host/hv-4/reach:gw", "target/s3/reach:s3"]);
+    assert_eq!(
+        open_keys(&e),
+        ["host/hv-4/reach:10.0.0.1", "target/10.0.0.5/reach:10.0.0.5"]
+    );
     assert_eq!(
         e.verdicts()
-            .find(|v| v.key == "host/hv-4/reach:gw")
+            .find(|v| v.key == "host/hv-4/reach:10.0.0.1")
             .map(|v| v.status),
         Some(Status::Warn)
     );
