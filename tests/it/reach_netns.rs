@@ -194,6 +194,14 @@ impl Lab {
         for (i, h) in hosts.iter().enumerate() {
             let net = i as u32 + 1;
             link(h, net, &format!("10.213.{net}.2"));
+            // az1's hosts may open the unprivileged ICMP socket (as Debian allows every group); a new
+            // namespace allows none, so az2's agents (root) fall back to the raw socket: both are exercised.
+            if i < 2 {
+                ns_sh(
+                    h,
+                    &["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+                );
+            }
         }
         let target_if = link(&target, 100, TARGET);
         ns_sh(
@@ -262,15 +270,19 @@ fn wait_verdicts(
     }
 }
 
-/// The failure class a host's reach check gave one of its targets, from the collector's host API.
-fn target_failure(c: &Collector, host: &str, target: &str) -> Option<Value> {
-    let h = c.get(&format!("/api/v1/hosts/{host}"));
-    let check = h["checks"]
+/// A host's reach details, from the collector's host API.
+fn reach_details(h: &Value) -> Option<Value> {
+    h["checks"]
         .as_array()?
         .iter()
-        .find(|x| x["check"] == "reach")?
-        .clone();
-    check["details"]["targets"]
+        .find(|x| x["check"] == "reach")
+        .map(|x| x["details"].clone())
+}
+
+/// The failure class a host's reach check gave one of its targets.
+fn target_failure(c: &Collector, host: &str, target: &str) -> Option<Value> {
+    let details = reach_details(&c.get(&format!("/api/v1/hosts/{host}")))?;
+    details["targets"]
         .as_array()?
         .iter()
         .find(|t| t["name"] == target)
@@ -351,26 +363,39 @@ targets = [
     });
     assert!(reach_verdicts(&c).is_empty());
 
-    // 1. One host cut from the target machine by a reject rule: one verdict, that host's, naming every
-    //    target at that address; the router's "host unreachable" came back at once (the ICMP error, read
-    //    from the socket's error queue), not as a timeout.
+    // 1. One host of each AZ cut from the target machine by a reject rule: one verdict each, that host's,
+    //    naming every target at that address. The router's "host unreachable" came back at once, not as a
+    //    timeout: read from the error queue of az1-h0's datagram socket, and quoted back to az2-h2's raw
+    //    socket (where it must not count as a reply).
     lab.rules(&[&format!(
-        "ip saddr 10.213.1.2 ip daddr {TARGET} reject with icmp type host-unreachable"
+        "ip saddr {{ 10.213.1.2, 10.213.3.2 }} ip daddr {TARGET} reject with icmp type host-unreachable"
     )]);
     let v = wait_verdicts(&c, "one host cut", 40, |v| {
         has(
             v,
             "host",
             "az1-h0 cannot reach 10.213.100.2 (broker, s3, target-host): tcp.address_unreachable (local: 1/2 hosts of az1 probing it)",
+        ) && has(
+            v,
+            "host",
+            "az2-h2 cannot reach 10.213.100.2 (broker, s3, target-host): tcp.address_unreachable (local: 1/2 hosts of az2 probing it)",
         )
     });
-    assert_eq!(v.len(), 1, "{v:#?}");
-    assert_eq!(
-        target_failure(&c, "az1-h0", "target-host"),
-        Some(Value::from("icmp.host_unreachable")),
-        "{}",
-        c.get("/api/v1/hosts/az1-h0")
-    );
+    assert_eq!(v.len(), 2, "{v:#?}");
+    for (host, raw) in [("az1-h0", false), ("az2-h2", true)] {
+        let h = c.get(&format!("/api/v1/hosts/{host}"));
+        assert_eq!(
+            (
+                target_failure(&c, host, "target-host"),
+                reach_details(&h).map(|d| d["icmp_raw_socket"].clone())
+            ),
+            (
+                Some(Value::from("icmp.host_unreachable")),
+                Some(Value::from(raw))
+            ),
+            "{h}"
+        );
+    }
     lab.rules(&[]);
     wait_verdicts(&c, "one host cut, undone", 40, |v| v.is_empty());
 
@@ -439,4 +464,77 @@ targets = [
     }
     lab.rules(&[]);
     drop((s3, broker));
+}
+
+/// Never OK blind: without a socket it may open (a namespace whose `ping_group_range` admits no group, and
+/// no CAP_NET_RAW) the ICMP targets are UNKNOWN `no-permission` naming both ways; as root in the same
+/// namespace the raw socket is used and the same target answers.
+#[test]
+fn no_icmp_socket_is_unknown_naming_why_and_root_falls_back_to_raw() {
+    let setpriv = require_bin("setpriv", "util-linux");
+    let ns = Netns::new("rperm");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cfg = dir.path().join("reach.toml");
+    std::fs::write(
+        &cfg,
+        "[[check]]\nkind = \"reach\"\ntargets = [{ name = \"lo\", address = \"127.0.0.1\", kind = \"icmp\", critical = true }]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let args = [
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--check",
+        "reach",
+        "--format",
+        "json",
+    ];
+    let out = ns
+        .cmd(&setpriv)
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_hvprobe"))
+        .args(args)
+        .output()
+        .unwrap();
+    let doc = crate::support::json_of(&out);
+    let c = crate::support::check_of(&doc, "reach");
+    assert_eq!(
+        (
+            out.status.code(),
+            c["status"].as_str(),
+            c["reason"].as_str()
+        ),
+        (Some(3), Some("unknown"), Some("no-permission")),
+        "{c}"
+    );
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("ping_group_range") && summary.contains("CAP_NET_RAW"),
+        "{summary}"
+    );
+    let out = ns
+        .cmd(env!("CARGO_BIN_EXE_hvprobe"))
+        .args(args)
+        .output()
+        .unwrap();
+    let doc = crate::support::json_of(&out);
+    let c = crate::support::check_of(&doc, "reach");
+    assert_eq!(
+        (out.status.code(), c["status"].as_str()),
+        (Some(0), Some("ok")),
+        "{c}"
+    );
+    assert_eq!(c["details"]["icmp_raw_socket"], true, "{c}");
 }

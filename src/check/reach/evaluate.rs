@@ -44,7 +44,19 @@ pub fn evaluate(
         }),
     );
     if status == Status::Unknown {
-        out.reason = Some(UnknownReason::NoPermission);
+        // Not probed: an ICMP socket that may not be opened, or a TLS target without a usable CA file.
+        let icmp = match &out.details {
+            Details::Reach(d) => d
+                .targets
+                .iter()
+                .any(|t| t.status == Status::Unknown && t.kind == super::ProbeKind::Icmp),
+            _ => false,
+        };
+        out.reason = Some(if icmp {
+            UnknownReason::NoPermission
+        } else {
+            UnknownReason::Config
+        });
     }
     out
 }

@@ -188,7 +188,15 @@ impl Pinger {
                     let ident = if self.raw { fastrand::u16(..) } else { 0 };
                     let pkt = echo(self.v6, ident, seq, &token);
                     let now = Instant::now();
-                    match self.sock.send_to(&pkt, SocketAddr::new(*ip, 0)).await {
+                    let to = SocketAddr::new(*ip, 0);
+                    let mut sent = self.sock.send_to(&pkt, to).await;
+                    if sent.is_err() {
+                        // With IP_RECVERR the socket also keeps the latest ICMP error (about an earlier
+                        // echo, to another target) as a pending error, and the next send returns it
+                        // instead of sending. Sent again: only an error of this send remains.
+                        sent = self.sock.send_to(&pkt, to).await;
+                    }
+                    match sent {
                         Ok(_) => {
                             sent_at.insert(seq, (t, round as usize, now, ident));
                         }

@@ -7,19 +7,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use tokio::time::Instant;
 
 use super::icmp::{Echo, Pinger};
 use super::tcp::ConnectFailure;
 use super::{Endpoint, ProbeKind, ReachConfig, TargetState, evaluate};
 use crate::check::{BoxFuture, Check, CheckKind, Context, Outcome, Status};
 
+/// How long a TLS configuration built from `ca-file` is used before it is read again.
+const TLS_RELOAD: Duration = Duration::from_secs(600);
+
 /// The `reach` check: its targets and each ICMP target's recent echoes.
 pub struct ReachCheck {
     cfg: ReachConfig,
     /// Per ICMP target: (sent, lost) of its recent cycles, newest last.
     window: HashMap<String, VecDeque<(u32, u32)>>,
-    /// The TLS client configuration, built once from `ca-file` (or why it cannot be).
-    tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    /// The TLS client configuration built from `ca-file`, and when: rebuilt after [`TLS_RELOAD`] so an
+    /// updated CA bundle is used; a failure is not kept (the next cycle tries again).
+    tls: Option<(Instant, Arc<rustls::ClientConfig>)>,
 }
 
 impl ReachCheck {
@@ -33,24 +38,27 @@ impl ReachCheck {
     }
 
     fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, String> {
+        if let Some((at, cfg)) = &self.tls
+            && at.elapsed() < TLS_RELOAD
+        {
+            return Ok(cfg.clone());
+        }
         let ca = self.cfg.ca_file.clone();
-        self.tls
-            .get_or_insert_with(|| {
-                let certs = crate::tls::load_certs(std::path::Path::new(&ca))
-                    .map_err(|e| e.to_string())?;
-                let mut roots = rustls::RootCertStore::empty();
-                let (_, bad) = roots.add_parsable_certificates(certs);
-                if roots.is_empty() {
-                    return Err(format!("{ca}: none of its {bad} certificates is usable"));
-                }
-                let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Ok(Arc::new(cfg))
-            })
-            .clone()
+        let certs =
+            crate::tls::load_certs(std::path::Path::new(&ca)).map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        let (_, bad) = roots.add_parsable_certificates(certs);
+        if roots.is_empty() {
+            return Err(format!("{ca}: none of its {bad} certificates is usable"));
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let cfg = Arc::new(cfg);
+        self.tls = Some((Instant::now(), cfg.clone()));
+        Ok(cfg)
     }
 
     async fn observe(&mut self) -> (Vec<TargetState>, bool) {

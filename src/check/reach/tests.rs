@@ -162,3 +162,44 @@ fn bad_targets_are_named_with_their_key() {
     );
     assert!(toml::from_str::<ReachConfig>(r#"targets = [{ name = "a", address = "10.0.0.1", kind = "udp" }]"#).is_err());
 }
+
+/// A TLS target without a usable CA file is UNKNOWN (config), never OK; once the file is there the next
+/// cycle probes it (a failure to load is not kept).
+#[tokio::test]
+async fn a_missing_ca_file_is_unknown_until_it_appears() {
+    use crate::check::{Check, Context, Mode, UnknownReason};
+    use crate::host::HostRoot;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    // A port nothing listens on: once probed, the connect is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let cfg = ReachConfig {
+        targets: vec![TargetConfig {
+            name: "s3".into(),
+            address: format!("127.0.0.1:{port}"),
+            kind: ProbeKind::Tls,
+            critical: true,
+            server_name: Some("s3.example".into()),
+        }],
+        ca_file: ca.display().to_string(),
+        ..ReachConfig::default()
+    };
+    let mut check = ReachCheck::new(cfg);
+    let ctx = Context::new(HostRoot::new("/"), Mode::Agent);
+    let o = check.run(&ctx).await;
+    assert_eq!(o.status, Status::Unknown, "{o:?}");
+    assert_eq!(o.reason, Some(UnknownReason::Config));
+    assert!(
+        o.summary.starts_with("s3 not probed: no CA to verify with:") && o.summary.contains("ca.crt"),
+        "{}",
+        o.summary
+    );
+    let cert = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let o = check.run(&ctx).await;
+    assert_eq!(o.status, Status::Crit, "{o:?}");
+    assert!(o.summary.contains("tcp.refused"), "{}", o.summary);
+}
