@@ -513,3 +513,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `services` and `reach` are off until told what to watch; asked for by name with nothing to watch, each
+/// is UNKNOWN (config) saying what to list, never OK about nothing.
+#[test]
+fn asked_for_with_nothing_to_watch_a_check_is_unknown_never_ok() {
+    for (check, says) in [
+        ("services", "no units to watch"),
+        ("reach", "no targets to probe"),
+    ] {
+        let out = run(&["check", "--check", check, "--format", "json"]);
+        let doc = json_of(&out);
+        let c = check_of(&doc, check);
+        assert_eq!(
+            (
+                out.status.code(),
+                c["status"].as_str(),
+                c["reason"].as_str()
+            ),
+            (Some(3), Some("unknown"), Some("config")),
+            "{c}"
+        );
+        assert!(c["summary"].as_str().unwrap().starts_with(says), "{c}");
+    }
+}

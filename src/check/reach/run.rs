@@ -231,6 +231,12 @@ impl Check for ReachCheck {
 
     fn run<'a>(&'a mut self, _ctx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            if self.cfg.targets.is_empty() {
+                return Outcome::unknown(
+                    crate::check::UnknownReason::Config,
+                    "no targets to probe: list them in the reach check's `targets`",
+                );
+            }
             // Targets dropped from the configuration leave the window with them.
             let names: std::collections::HashSet<&str> =
                 self.cfg.targets.iter().map(|t| t.name.as_str()).collect();

@@ -244,6 +244,12 @@ impl Check for ServicesCheck {
 
     fn run<'a>(&'a mut self, _ctx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            if self.names.is_empty() {
+                return Outcome::unknown(
+                    UnknownReason::Config,
+                    "no units to watch: list them in the services check's `units`",
+                );
+            }
             // Inside the runner's deadline, so a wedged bus is dropped here rather than kept.
             let deadline = self.timeout().mul_f64(0.9);
             let observed = match tokio::time::timeout(deadline, self.observe()).await {
