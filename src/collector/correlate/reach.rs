@@ -13,7 +13,7 @@
 //! AZ's and an AZ's into the target's, and back, like the other checks. A host whose `reach` condition is
 //! only loss or RTT (every target answers) is judged by the per-check rules instead.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::lifecycle::Finding;
 use super::view::AzIndex;
@@ -108,10 +108,14 @@ impl Engine {
         // address -> az -> hosts probing it; address -> az -> hosts cut from (targets at) it.
         let mut probing: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
         let mut cut: BTreeMap<&str, BTreeMap<&str, Vec<Cut<'_>>>> = BTreeMap::new();
+        // One lookup per host, not a scan of every open condition (thousands during an incident).
+        let cut_active: HashMap<&str, &Active> = active
+            .iter()
+            .filter(|a| a.kind == CheckKind::Reach && cut_hosts.contains(&a.host))
+            .map(|a| (a.host.as_str(), a))
+            .collect();
         for (id, t) in self.hosts.iter().filter(|(_, t)| !t.stale) {
-            let a = active
-                .iter()
-                .find(|a| a.kind == CheckKind::Reach && &a.host == id && cut_hosts.contains(id));
+            let a = cut_active.get(id.as_str()).copied();
             let mut at: BTreeMap<&str, Vec<&TargetSeen>> = BTreeMap::new();
             for s in &t.snap.reach {
                 let failing = at.entry(s.ip.as_str()).or_default();
@@ -138,18 +142,16 @@ impl Engine {
             }
         }
         let mut out = Vec::new();
-        for (target, by_az) in cut {
-            let family = format!("reach:{target}");
-            let in_azs = probing.get(target).cloned().unwrap_or_default();
+        for (ip, by_az) in cut {
+            let family = format!("reach:{ip}");
+            let in_azs = probing.get(ip).cloned().unwrap_or_default();
             let wide: BTreeSet<&str> = by_az
                 .iter()
                 .filter(|(az, cuts)| {
                     let n = cuts.len();
                     let m = in_azs.get(*az).copied().unwrap_or(n);
                     let open = self.verdicts.contains_key(&format!("az/{az}/{family}"))
-                        || self
-                            .verdicts
-                            .contains_key(&format!("target/{target}/{family}"));
+                        || self.verdicts.contains_key(&format!("target/{ip}/{family}"));
                     let forms = n >= self.cfg.az_min_hosts && n * 2 > m;
                     let holds = open && n >= 2 && n * 4 >= m;
                     forms || holds
@@ -158,17 +160,19 @@ impl Engine {
                 .collect();
             if wide.len() >= 2 && wide.len() == in_azs.len() {
                 let all: Vec<Cut<'_>> = by_az.into_values().flatten().collect();
-                out.push(self.target_finding(target, &family, &all, &in_azs, azs));
+                out.push(self.target_finding(ip, &family, &all, &in_azs, azs));
                 continue;
             }
             for (az, cuts) in by_az {
                 let m = in_azs.get(az).copied().unwrap_or(cuts.len());
                 if wide.contains(az) {
-                    out.push(self.reach_az_finding(az, target, &family, &cuts, m, azs));
+                    out.push(self.reach_az_finding(az, ip, &family, &cuts, m, azs));
                 } else {
-                    out.extend(cuts.iter().map(|c| {
-                        self.reach_host_finding(az, target, &family, c, cuts.len(), m, azs)
-                    }));
+                    out.extend(
+                        cuts.iter().map(|c| {
+                            self.reach_host_finding(az, ip, &family, c, cuts.len(), m, azs)
+                        }),
+                    );
                 }
             }
         }
@@ -218,7 +222,7 @@ impl Engine {
     fn reach_az_finding(
         &self,
         az: &str,
-        target: &str,
+        ip: &str,
         family: &str,
         cuts: &[Cut<'_>],
         m: usize,
@@ -237,7 +241,7 @@ impl Engine {
             summary: format!(
                 "{}{az} cannot reach {}: {}/{m} hosts, {}",
                 if flapping { "flapping: " } else { "" },
-                what(target, cuts),
+                what(ip, cuts),
                 cuts.len(),
                 class_of(cuts)
             ),
@@ -257,7 +261,7 @@ impl Engine {
 
     fn target_finding(
         &self,
-        target: &str,
+        ip: &str,
         family: &str,
         cuts: &[Cut<'_>],
         in_azs: &BTreeMap<&str, usize>,
@@ -267,7 +271,7 @@ impl Engine {
         let names: Vec<&str> = in_azs.keys().copied().collect();
         let flapping = cuts.iter().all(|c| c.active.flapping);
         Finding {
-            key: format!("target/{target}/{family}"),
+            key: format!("target/{ip}/{family}"),
             scope: Scope::Region,
             region: String::new(),
             az: None,
@@ -278,7 +282,7 @@ impl Engine {
             summary: format!(
                 "{}target {} down: unreachable from {}/{m} hosts in every AZ probing it ({}), {}",
                 if flapping { "flapping: " } else { "" },
-                what(target, cuts),
+                what(ip, cuts),
                 cuts.len(),
                 names.join(", "),
                 class_of(cuts)
