@@ -301,7 +301,12 @@ impl Engine {
         // Which targets a host cannot reach decides the reach verdicts, whatever its status did.
         let reach_relevant = snap.reach != t.snap.reach;
         if rebooted {
-            t.units_before_boot = std::mem::take(&mut t.snap.units_up);
+            // A boot that never showed a unit up (rebooted again before systemd answered) leaves the
+            // earlier boot's units as the ones to come back.
+            let up = std::mem::take(&mut t.snap.units_up);
+            if !up.is_empty() {
+                t.units_before_boot = up;
+            }
         }
         t.snap = snap;
         self.dirty |=

@@ -1420,6 +1420,15 @@ fn units_are_back_only_when_seen_active_again() {
         .clone()
         .expect("recovery tracked");
     assert_eq!(r.units_not_back, ["unbound.service on hv-0"]);
+
+    // hv-0 reboots again before systemd ever answered: the unit it must get back is still unbound.
+    let again = report("hv-0", "az1", "b3", after[0].checks.clone());
+    e.observe(at(320), &again);
+    let r = e.zones(None).zones[0]
+        .reboot
+        .clone()
+        .expect("recovery tracked");
+    assert_eq!(r.units_not_back, ["unbound.service on hv-0"]);
 }
 
 /// The reach check of a host: `down` lists the targets it cannot reach (with the failure class), of the
