@@ -754,9 +754,7 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector with `extra` lines in its `[collector]` section.
     pub fn start(extra: &str) -> Collector {
-        let mut c = Collector::configured(extra);
-        c.restart();
-        c
+        Collector::start_on("127.0.0.1", extra)
     }
 
     /// Starts a collector whose gRPC port listens on `ip` (an address the test made, reachable from its

@@ -11,8 +11,10 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use crate::check::{Failure, UnknownReason};
 
 const DEST: &str = "org.freedesktop.systemd1";
-const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// The manager's object path.
+pub const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+/// `org.freedesktop.systemd1.Manager`.
+pub const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// `org.freedesktop.systemd1.Unit`.
 pub const UNIT: &str = "org.freedesktop.systemd1.Unit";
@@ -189,31 +191,6 @@ impl Systemd {
             }
         }
         Ok(values.into_iter().flatten().collect())
-    }
-
-    /// `Properties.Get` of one property of the manager (`Manager`) or of a unit.
-    async fn get(&self, path: &str, iface: &str, prop: &str) -> Result<OwnedValue, Failure> {
-        let what = format!("systemd {iface}.{prop}");
-        let reply = self
-            .conn
-            .call_method(Some(DEST), path, Some(PROPERTIES), "Get", &(iface, prop))
-            .await
-            .map_err(|e| failure(&what, &e))?;
-        reply
-            .body()
-            .deserialize::<OwnedValue>()
-            .map_err(|e| malformed(&what, &e))
-    }
-
-    /// A `t` (u64) property.
-    pub async fn get_u64(&self, path: &str, iface: &str, prop: &str) -> Result<u64, Failure> {
-        let v = self.get(path, iface, prop).await?;
-        u64::try_from(v).map_err(|e| malformed(&format!("systemd {iface}.{prop}"), &e))
-    }
-
-    /// A `t` property of the manager (`FinishTimestampMonotonic`, ...).
-    pub async fn manager_u64(&self, prop: &str) -> Result<u64, Failure> {
-        self.get_u64(MANAGER_PATH, MANAGER, prop).await
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use zbus::zvariant::OwnedValue;
 
-use super::bus::{Prop, SERVICE, Systemd, UNIT, describe_bus};
+use super::bus::{MANAGER, MANAGER_PATH, Prop, SERVICE, Systemd, UNIT, describe_bus};
 use super::{Observation, ServicesConfig, UnitState, evaluate};
 use crate::check::{
     BoxFuture, Check, CheckKind, Context, Failure, Outcome, Status, UnknownReason,
@@ -87,18 +87,20 @@ impl ServicesCheck {
             ));
         };
         let listed = bus.list_units_by_names(&self.names).await?;
-        if !self.settled {
-            let finished = bus.manager_u64("FinishTimestampMonotonic").await?;
-            let uptime = sysinfo::System::uptime().unwrap_or(0);
-            self.settled =
-                finished != 0 || uptime >= self.cfg.boot_settle_minutes.saturating_mul(60);
-        }
         let now = Instant::now();
         let window = Duration::from_secs(self.cfg.restart_window_secs);
         let cache_for = Duration::from_secs(self.cfg.unit_file_state_cache_secs);
 
-        // Which properties each loaded unit needs this cycle, all read in one batch.
+        // Which properties each loaded unit needs this cycle, all read in one batch; until the boot has
+        // settled, the manager's FinishTimestampMonotonic (0 while systemd is still starting) first.
         let mut props: Vec<Prop<'_>> = Vec::new();
+        if !self.settled {
+            props.push(Prop {
+                path: MANAGER_PATH,
+                iface: MANAGER,
+                name: "FinishTimestampMonotonic",
+            });
+        }
         let mut wants: Vec<Vec<&'static str>> = Vec::with_capacity(listed.len());
         for l in &listed {
             let mut w: Vec<&'static str> = Vec::new();
@@ -127,6 +129,16 @@ impl ServicesCheck {
             wants.push(w);
         }
         let mut values = bus.get_many(&props).await?.into_iter();
+        let missing =
+            || Failure::new(UnknownReason::Error, "systemd Properties.Get: a reply is missing");
+        if !self.settled {
+            let finished: u64 = value(values.next().ok_or_else(missing)?, || {
+                "systemd Manager.FinishTimestampMonotonic".into()
+            })?;
+            let uptime = sysinfo::System::uptime().unwrap_or(0);
+            self.settled =
+                finished != 0 || uptime >= self.cfg.boot_settle_minutes.saturating_mul(60);
+        }
 
         let mut units = Vec::with_capacity(listed.len());
         let mut need_file_state = Vec::new();
@@ -147,9 +159,7 @@ impl ServicesCheck {
             let mut invocation = Vec::new();
             let (mut entered, mut left) = (None, None);
             for name in w {
-                let v = values.next().ok_or_else(|| {
-                    Failure::new(UnknownReason::Error, "systemd Properties.Get: a reply is missing")
-                })?;
+                let v = values.next().ok_or_else(missing)?;
                 let what = || format!("systemd {name} of {}", l.name);
                 match *name {
                     "InvocationID" => invocation = value(v, what)?,

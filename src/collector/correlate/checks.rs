@@ -81,11 +81,7 @@ impl Engine {
         let n = affected.len();
         let status = Status::worst_of(affected.iter().map(|a| a.status)).unwrap_or(Status::Unknown);
         let flapping = affected.iter().all(|a| a.flapping);
-        let why = if kind == CheckKind::Services {
-            self.units_down_reason(affected, m)
-        } else {
-            self.az_reason(kind, affected)
-        };
+        let why = self.az_reason(kind, affected, m);
         Finding {
             key: format!("az/{az}/{kind}"),
             scope: Scope::Az,
@@ -185,10 +181,12 @@ impl Engine {
         out
     }
 
-    /// Why an AZ-wide fault of this check is AZ-wide, in words.
-    fn az_reason(&self, kind: CheckKind, affected: &[&Active]) -> String {
-        if kind != CheckKind::Dns {
-            return String::new();
+    /// Why an AZ-wide fault of this check (on `affected` of `m` reporting hosts) is AZ-wide, in words.
+    fn az_reason(&self, kind: CheckKind, affected: &[&Active], m: usize) -> String {
+        match kind {
+            CheckKind::Services => return self.units_down_reason(affected, m),
+            CheckKind::Dns => {}
+            _ => return String::new(),
         }
         let mut upstream = 0;
         let mut local = 0;

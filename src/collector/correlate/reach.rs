@@ -68,6 +68,14 @@ fn status_of(cuts: &[Cut<'_>]) -> Status {
     }
 }
 
+/// When the earliest of the cut hosts' conditions began.
+fn earliest(cuts: &[Cut<'_>]) -> std::time::SystemTime {
+    cuts.iter()
+        .map(|c| c.active.since)
+        .min()
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
 /// What cannot be reached: `s3 (10.0.0.5:443)` for one target, `10.0.0.5 (s3, broker)` for several at one
 /// address.
 fn what(ip: &str, cuts: &[Cut<'_>]) -> String {
@@ -245,11 +253,7 @@ impl Engine {
                 cuts.len(),
                 class_of(cuts)
             ),
-            since: cuts
-                .iter()
-                .map(|c| c.active.since)
-                .min()
-                .unwrap_or(std::time::UNIX_EPOCH),
+            since: earliest(cuts),
             flapping,
             settle: azs
                 .get(az)
@@ -287,11 +291,7 @@ impl Engine {
                 names.join(", "),
                 class_of(cuts)
             ),
-            since: cuts
-                .iter()
-                .map(|c| c.active.since)
-                .min()
-                .unwrap_or(std::time::UNIX_EPOCH),
+            since: earliest(cuts),
             flapping,
             settle: in_azs
                 .keys()
